@@ -1,0 +1,56 @@
+"""The audit log: who got, rotated, reused or lost which grant, when and why.
+
+Events are records of kind ``audit`` keyed by a time-ordered id, with the
+user (or ``client:<id>``) as subject so ``authgate audit --user NAME`` is an
+index lookup. An event never contains a token -- only the family id, which is
+a random identifier, not a credential.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .hashing import new_id
+from .store.sealed import SealedStore
+
+KIND = "audit"
+RETENTION = 400 * 86400
+log = logging.getLogger("authgate.audit")
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    event: str
+    user: str | None
+    client: str | None
+    family: str | None
+    reason: str
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Event:
+        return cls(data["at"], data["event"], data.get("user"), data.get("client"),
+                   data.get("family"), data.get("reason", ""))
+
+
+class AuditLog:
+    def __init__(self, store: SealedStore, retention: float = RETENTION) -> None:
+        self.store = store
+        self.retention = retention
+
+    async def record(self, event: str, *, user: str | None = None, client: str | None = None,
+                     family: str | None = None, reason: str = "") -> None:
+        now = self.store.clock.now()
+        subject = user or (f"client:{client}" if client else None)
+        event_id = f"{int(now * 1000):015d}-{new_id(6)}"
+        await self.store.put(KIND, event_id, {
+            "at": now, "event": event, "user": user, "client": client,
+            "family": family, "reason": reason,
+        }, expires_at=now + self.retention, subject=subject)
+        log.info("audit %s user=%s client=%s family=%s reason=%s", event, user, client, family, reason)
+
+    async def for_subject(self, subject: str, limit: int = 1000) -> list[Event]:
+        entries = await self.store.by_subject(KIND, subject, limit=limit)
+        return [Event.from_data(e.data) for e in entries]

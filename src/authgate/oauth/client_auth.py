@@ -1,0 +1,96 @@
+"""Client authentication at the token, revocation and introspection endpoints.
+
+RFC 6749 §2.3.1: ``client_secret_basic`` (HTTP Basic, the form-urlencoded
+client id and secret) and ``client_secret_post`` (``client_id`` +
+``client_secret`` in the body); a client must not use more than one method,
+and a body ``client_id`` that differs from the Basic one is an
+``invalid_request``. Public clients identify themselves with ``client_id``
+alone (method ``none``). Secrets are compared in constant time
+(:meth:`ClientRegistry.check_secret`); failures answer 401 ``invalid_client``
+with a ``WWW-Authenticate`` challenge when Basic was used (§5.2).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import unquote
+
+from starlette.requests import Request
+
+from ..clients import Client, ClientRegistry
+from ..errors import InvalidClient, InvalidRequest, SlowDown
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClient("only HTTP Basic client authentication is accepted in the Authorization header")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient("malformed Basic credentials", basic=True) from None
+    cid, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClient("malformed Basic credentials", basic=True)
+    return unquote(cid), unquote(secret)
+
+
+async def authenticate_client(request: Request, form: dict[str, str], registry: ClientRegistry,
+                              *, allow_public: bool = True) -> Client:
+    try:
+        return await _authenticate(request, form, registry, allow_public)
+    except InvalidClient:
+        throttle = registry.failures
+        host = request.client.host if request.client else "-"
+        throttle.failed(f"{form.get('client_id') or _basic_id(request)}|{host}")
+        raise
+
+
+def _basic_id(request: Request) -> str:
+    try:
+        basic = _basic(request)
+    except InvalidClient:
+        return "?"
+    return basic[0] if basic else "?"
+
+
+def check_throttle(request: Request, form: dict[str, str], registry: ClientRegistry) -> None:
+    host = request.client.host if request.client else "-"
+    wait = registry.failures.retry_after(f"{form.get('client_id') or _basic_id(request)}|{host}")
+    if wait > 0:
+        raise SlowDown(f"too many failed client authentications; retry in {int(wait) + 1} s",
+                       retry_after=wait)
+
+
+async def _authenticate(request: Request, form: dict[str, str], registry: ClientRegistry,
+                        allow_public: bool) -> Client:
+    check_throttle(request, form, registry)
+    basic = _basic(request)
+    body_id, body_secret = form.get("client_id"), form.get("client_secret")
+    if basic is not None:
+        if body_secret is not None:
+            raise InvalidRequest("use one client authentication method, not two")
+        if body_id is not None and body_id != basic[0]:
+            raise InvalidRequest("client_id in the body differs from the authenticated client")
+        client_id, used_basic = basic[0], True
+        secret: str | None = basic[1]
+    elif body_id is not None:
+        client_id, secret, used_basic = body_id, body_secret, False
+    else:
+        raise InvalidClient("client authentication is required")
+    client = await registry.get(client_id)
+    if client is None:
+        raise InvalidClient("client authentication failed", basic=used_basic)
+    if client.public:
+        if secret:
+            raise InvalidClient("client authentication failed", basic=used_basic)
+        if not allow_public:
+            raise InvalidClient("this endpoint needs a confidential client", basic=used_basic)
+        return client
+    if not secret or not registry.check_secret(client, secret):
+        raise InvalidClient("client authentication failed", basic=used_basic)
+    return client

@@ -1,0 +1,171 @@
+"""Our refresh tokens: opaque, rotated on every use, reuse-detected, revocable.
+
+A *family* is every refresh token descending from one grant (one login of one
+user at one client); its id is the grant id carried by the access tokens as
+``gid``. The rules (DESIGN.md §1, RFC 9700 §4.14.2):
+
+* Every use rotates: the presented token is consumed and a successor issued.
+* The successor is derived from the presented token with a keyed hash
+  (:meth:`TokenHasher.derive`), so concurrent rotations of one token all
+  arrive at the *same* successor and the store's idempotent ``insert`` makes
+  exactly one record for it -- never two live successors -- and a crash
+  between consuming and inserting is healed by the client's retry.
+* Within the grace window a rotated token yields that same successor again
+  (lost response, parallel tabs); after it, presenting a rotated token is
+  reuse: the whole family and every access token issued from it are revoked.
+* A family dies ``absolute`` seconds after the user authenticated, and a
+  token dies when unused for ``inactivity`` seconds.
+
+Only the HMAC of a token is stored; the token itself exists only in responses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .audit import AuditLog
+from .clients import Client
+from .config import TokenSettings
+from .denylist import Denylist
+from .errors import InvalidGrant, InvalidScope
+from .hashing import REFRESH_PREFIX, TokenHasher, equal, new_token
+from .store.sealed import Entry, SealedStore
+
+KIND = "refresh_token"
+MAX_TOKEN_CHARS = 512
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a refresh token stands for."""
+
+    family: str
+    user_id: str
+    client_id: str
+    scope: str
+    auth_time: float
+    absolute_expires_at: float
+
+    @classmethod
+    def from_data(cls, family: str, d: dict[str, Any]) -> Grant:
+        return cls(family, d["user_id"], d["client_id"], d["scope"], d["auth_time"],
+                   d["absolute_expires_at"])
+
+
+def parse_scope(scope: str) -> list[str]:
+    return [s for s in scope.split(" ") if s]
+
+
+class RefreshTokens:
+    def __init__(self, store: SealedStore, hasher: TokenHasher, denylist: Denylist,
+                 audit: AuditLog, settings: TokenSettings) -> None:
+        self.store = store
+        self.hasher = hasher
+        self.denylist = denylist
+        self.audit = audit
+        self.settings = settings
+
+    def _lifetimes(self, client: Client) -> tuple[float, float]:
+        s = self.settings
+        return (client.refresh_absolute_lifetime or s.refresh_absolute_lifetime,
+                client.refresh_inactivity_lifetime or s.refresh_inactivity_lifetime)
+
+    def _at_lifetime(self, client: Client) -> float:
+        return (client.access_token_lifetime or self.settings.access_token_lifetime) + self.settings.leeway
+
+    async def issue(self, *, family: str, user_id: str, client: Client, scope: str,
+                    auth_time: float) -> str:
+        """The first token of a new family."""
+        absolute, idle = self._lifetimes(client)
+        now = self.store.clock.now()
+        grant = Grant(family, user_id, client.client_id, scope, auth_time, auth_time + absolute)
+        token = new_token(REFRESH_PREFIX)
+        await self._store(token, grant, now, idle, parent=None)
+        await self.audit.record("refresh_token.issued", user=user_id, client=client.client_id,
+                                family=family, reason="authorization_code grant")
+        return token
+
+    async def _store(self, token: str, grant: Grant, now: float, idle: float,
+                     parent: str | None) -> bool:
+        data = {"user_id": grant.user_id, "client_id": grant.client_id, "scope": grant.scope,
+                "auth_time": grant.auth_time, "absolute_expires_at": grant.absolute_expires_at,
+                "issued_at": now, "parent": parent}
+        return await self.store.add(KIND, self.hasher.hash(token), data,
+                                    expires_at=min(now + idle, grant.absolute_expires_at),
+                                    grant_id=grant.family, subject=grant.user_id)
+
+    async def lookup(self, token: str) -> Entry | None:
+        if not token.startswith(REFRESH_PREFIX) or len(token) > MAX_TOKEN_CHARS:
+            return None
+        return await self.store.get(KIND, self.hasher.hash(token))
+
+    async def rotate(self, token: str, client: Client, scope: str | None) -> tuple[str, Grant, str]:
+        """Use a refresh token: returns (successor, grant, granted scope).
+
+        Checks that cannot burn the token (client, scope) run before it is consumed,
+        so a bad request from the rightful client does not turn into reuse later.
+        """
+        entry = await self.lookup(token)
+        if entry is None or entry.grant_id is None:
+            raise InvalidGrant("refresh token is invalid, expired or revoked")
+        grant = Grant.from_data(entry.grant_id, entry.data)
+        if not equal(grant.client_id, client.client_id):
+            # Another client's token: refuse, and touch nothing of the victim's.
+            raise InvalidGrant("refresh token was issued to another client")
+        granted = parse_scope(grant.scope)
+        if scope is not None:
+            wanted = parse_scope(scope)
+            if not wanted or not set(wanted) <= set(granted):
+                raise InvalidScope("a refresh may keep or narrow the scope, never widen it")
+            new_scope = " ".join(s for s in granted if s in wanted)
+        else:
+            new_scope = grant.scope
+        _absolute, idle = self._lifetimes(client)
+        now = self.store.clock.now()
+        consumed = await self.store.consume(KIND, self.hasher.hash(token))
+        if consumed is None:
+            raise InvalidGrant("refresh token is invalid, expired or revoked")
+        successor = self.hasher.derive("rotate", token, REFRESH_PREFIX)
+        if consumed.consumed_at is None:
+            await self._store(successor, grant, now, idle, parent=entry.id)
+            await self.audit.record("refresh_token.rotated", user=grant.user_id,
+                                    client=grant.client_id, family=grant.family)
+            return successor, grant, new_scope
+        grace = self.settings.refresh_grace
+        if grace > 0 and now - consumed.consumed_at <= grace:
+            nxt = await self.store.get(KIND, self.hasher.hash(successor))
+            if nxt is None:
+                # The first rotation was cut short before its successor was stored.
+                await self._store(successor, grant, now, idle, parent=entry.id)
+                return successor, grant, new_scope
+            if nxt.consumed_at is None:
+                await self.audit.record("refresh_token.grace", user=grant.user_id,
+                                        client=grant.client_id, family=grant.family,
+                                        reason="rotated token presented again within grace window")
+                return successor, grant, new_scope
+        await self.revoke_family(grant.family, user=grant.user_id, client=client,
+                                 event="refresh_token.reuse",
+                                 reason="a rotated refresh token was presented again")
+        raise InvalidGrant("refresh token was already used; the grant has been revoked")
+
+    async def revoke_family(self, family: str, *, user: str | None, client: Client | None,
+                            event: str = "family.revoked", reason: str = "") -> int:
+        """Delete every token of the family and deny its outstanding access tokens."""
+        n = await self.store.revoke_grant(family)
+        until = self.store.clock.now() + (self._at_lifetime(client) if client
+                                          else self.settings.access_token_lifetime + self.settings.leeway)
+        # Access tokens may carry a client-specific lifetime; deny for the longest we issue.
+        until = max(until, self.store.clock.now() + self.settings.access_token_lifetime + self.settings.leeway)
+        await self.denylist.deny_grant(family, until)
+        await self.audit.record(event, user=user, client=client.client_id if client else None,
+                                family=family, reason=reason)
+        return n
+
+    async def families_of(self, user_id: str) -> dict[str, Entry]:
+        """The live (unconsumed) token of each family of a user, by family id."""
+        out: dict[str, Entry] = {}
+        for e in await self.store.by_subject(KIND, user_id, limit=10_000):
+            if e.grant_id and e.consumed_at is None:
+                out[e.grant_id] = e
+        return out
