@@ -106,6 +106,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"
+    purge_interval: float = 600
+    """`serve` removes expired store records this often, in bounded batches (0: never)."""
     session: SessionSettings = field(default_factory=SessionSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
@@ -149,7 +151,7 @@ DURATION_FIELDS = {
     "cookie_lifetime", "refresh_skew", "access_token_lifetime", "id_token_lifetime",
     "refresh_grace", "refresh_absolute_lifetime", "refresh_inactivity_lifetime",
     "code_lifetime", "leeway", "lockout_base", "lockout_max", "sso_lifetime",
-    "refresher_interval", "upstream_timeout",
+    "refresher_interval", "upstream_timeout", "purge_interval",
 }
 
 

@@ -35,8 +35,13 @@ kind               id                           grant_id     subject
 ``deny``           ``jti:<jti>``/``grant:<id>`` --           --
 ``audit``          time-ordered event id        family id    user id / client
 ``throttle``       ``<what>:<key>``             --           --
-``provider_token`` ``<user id>:<provider>``     --           user id
+``provider_token`` ``<user key>:<provider>``    --           user key
+``gw_session``     gateway session id           --           user key
+``gw_login``       pending upstream login state --           --
 =================  ===========================  ===========  ==============
+
+The list every tool iterates (migration, stats) is :data:`authgate.store.kinds.KINDS`;
+a test fails when a ``KIND`` constant is missing from it.
 """
 
 from __future__ import annotations

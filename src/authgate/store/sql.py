@@ -19,13 +19,16 @@ from alembic.config import Config
 if TYPE_CHECKING:
     from .base import Record
 
+# Byte-wise id order on PostgreSQL, whatever the database collation, like every other backend.
+_ID = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
+
 metadata = sa.MetaData()
 
 records = sa.Table(
     "authgate_records",
     metadata,
     sa.Column("kind", sa.String(32), primary_key=True),
-    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("id", _ID, primary_key=True),
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=True),
     sa.Column("grant_id", sa.String(64), nullable=True),

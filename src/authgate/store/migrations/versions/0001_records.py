@@ -9,6 +9,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+# Byte-wise id order on PostgreSQL, whatever the database collation, like every other backend.
+_ID = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -19,7 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "authgate_records",
         sa.Column("kind", sa.String(32), primary_key=True),
-        sa.Column("id", sa.String(255), primary_key=True),
+        sa.Column("id", _ID, primary_key=True),
         sa.Column("payload", sa.LargeBinary, nullable=False),
         sa.Column("expires_at", sa.Float, nullable=True),
         sa.Column("grant_id", sa.String(64), nullable=True),

@@ -1,0 +1,114 @@
+"""The ASGI application: every authgate surface under ``/.auth/``.
+
+``create_app`` wires the endpoints (one module each) to an :class:`AuthGate`,
+opened in the lifespan unless one is passed in (tests share one with a frozen
+clock). Errors a client provoked are :class:`OAuthError`\\ s rendered by one
+handler; anything else is logged and answered 500 without details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .app_state import gate_of
+from .config import Settings
+from .errors import OAuthError
+from .gateway import Gateway
+from .gateway.proxy import GatewayProxy
+from .gateway.routes import routes as gateway_routes
+from .limits import LimitsMiddleware
+from .oauth import (
+    authorize,
+    discovery,
+    introspection,
+    logout,
+    revocation,
+    token,
+    userinfo,
+)
+from .oauth.http import error_response
+from .service import AuthGate
+from .store.maintenance import purge_periodically
+from .web import login
+
+log = logging.getLogger("authgate")
+
+__all__ = ["create_app", "gate_of", "routes"]
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/.auth/.well-known/openid-configuration", discovery.openid_configuration, methods=["GET"]),
+        Route("/.auth/keys", discovery.jwks, methods=["GET"]),
+        Route("/.auth/oauth2/authorize", authorize.endpoint, methods=["GET", "POST"]),
+        Route("/.auth/oauth2/token", token.endpoint, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        Route("/.auth/oauth2/revoke", revocation.endpoint, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        Route("/.auth/oauth2/introspect", introspection.endpoint, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        Route("/.auth/oauth2/userinfo", userinfo.endpoint, methods=["GET", "POST"]),
+        Route("/.auth/oauth2/logout", logout.endpoint, methods=["GET", "POST"]),
+        Route("/.auth/account/login", login.endpoint, methods=["GET", "POST"]),
+    ]
+
+
+async def _oauth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OAuthError)
+    log.info("%s %s -> %s %s: %s", request.method, request.url.path, exc.status_code, exc.error,
+             exc.description)
+    return error_response(exc)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "server_error", "error_description": "internal error"},
+                        status_code=500, headers={"Cache-Control": "no-store"})
+
+
+def create_app(settings: Settings | None = None, *, gate: AuthGate | None = None,
+               extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    if gate is None and settings is None:
+        raise ValueError("create_app needs settings or an opened AuthGate")
+    cfg = gate.settings if gate is not None else settings
+    assert cfg is not None
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if gate is not None:  # opened by the caller, gateway built eagerly below
+            yield {}
+            return
+        opened = await AuthGate.open(cfg)
+        app.state.gate = opened
+        app.state.gateway = gw = Gateway(opened)
+        background = []
+        if cfg.purge_interval > 0:
+            background.append(asyncio.create_task(purge_periodically(opened.store, cfg.purge_interval)))
+        try:
+            yield {}
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await gw.close()
+            await opened.close()
+
+    app = Starlette(
+        routes=[*routes(), *gateway_routes(), *(extra_routes or [])],
+        lifespan=lifespan,
+        exception_handlers={OAuthError: _oauth_error, Exception: _server_error},
+    )
+    if gate is not None:
+        app.state.gate = gate
+        app.state.gateway = Gateway(gate)
+    if cfg.upstream:
+        # Every path outside /.auth/ goes to the app behind the gateway.
+        app.add_middleware(GatewayProxy, settings=cfg)
+    app.add_middleware(LimitsMiddleware, max_header_bytes=cfg.gateway.max_header_bytes)
+    return app
