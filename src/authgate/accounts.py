@@ -2,10 +2,10 @@
 
 A user record is keyed by its stable id (the ``sub`` claim) with the
 lower-cased username as subject, so login looks the name up through the
-subject index. Failed logins are counted per account and per client address;
-past ``login.max_failures`` the account is locked for a delay that doubles
-with every further failure (capped), which bounds online guessing without
-letting an attacker lock a user out for long.
+subject index. Failed logins are counted per account; past
+``login.max_failures`` the account is locked for a delay that doubles with
+every further failure (capped at ``login.lockout_max``), which bounds online
+guessing without letting an attacker lock a user out for long.
 """
 
 from __future__ import annotations

@@ -46,11 +46,13 @@ class Grant:
     scope: str
     auth_time: float
     absolute_expires_at: float
+    sid: str | None = None
+    """The issuer's SSO session the grant was made in; its logout revokes the grant."""
 
     @classmethod
     def from_data(cls, family: str, d: dict[str, Any]) -> Grant:
         return cls(family, d["user_id"], d["client_id"], d["scope"], d["auth_time"],
-                   d["absolute_expires_at"])
+                   d["absolute_expires_at"], d.get("sid"))
 
 
 def parse_scope(scope: str) -> list[str]:
@@ -75,11 +77,11 @@ class RefreshTokens:
         return (client.access_token_lifetime or self.settings.access_token_lifetime) + self.settings.leeway
 
     async def issue(self, *, family: str, user_id: str, client: Client, scope: str,
-                    auth_time: float) -> str:
+                    auth_time: float, sid: str | None = None) -> str:
         """The first token of a new family."""
         absolute, idle = self._lifetimes(client)
         now = self.store.clock.now()
-        grant = Grant(family, user_id, client.client_id, scope, auth_time, auth_time + absolute)
+        grant = Grant(family, user_id, client.client_id, scope, auth_time, auth_time + absolute, sid)
         token = new_token(REFRESH_PREFIX)
         await self._store(token, grant, now, idle, parent=None)
         await self.audit.record("refresh_token.issued", user=user_id, client=client.client_id,
@@ -90,7 +92,7 @@ class RefreshTokens:
                      parent: str | None) -> bool:
         data = {"user_id": grant.user_id, "client_id": grant.client_id, "scope": grant.scope,
                 "auth_time": grant.auth_time, "absolute_expires_at": grant.absolute_expires_at,
-                "issued_at": now, "parent": parent}
+                "issued_at": now, "parent": parent, "sid": grant.sid}
         return await self.store.add(KIND, self.hasher.hash(token), data,
                                     expires_at=min(now + idle, grant.absolute_expires_at),
                                     grant_id=grant.family, subject=grant.user_id)
@@ -161,6 +163,13 @@ class RefreshTokens:
         await self.audit.record(event, user=user, client=client.client_id if client else None,
                                 family=family, reason=reason)
         return n
+
+    async def revoke_session(self, user_id: str, sid: str, *, reason: str) -> int:
+        """Revoke the grants made in one SSO session (RP-initiated logout)."""
+        families = [f for f, e in (await self.families_of(user_id)).items() if e.data.get("sid") == sid]
+        for family in families:
+            await self.revoke_family(family, user=user_id, client=None, reason=reason)
+        return len(families)
 
     async def families_of(self, user_id: str) -> dict[str, Entry]:
         """The live (unconsumed) token of each family of a user, by family id."""

@@ -25,20 +25,11 @@ from authgate.app import create_app
 from authgate.config import Settings
 from authgate.service import AuthGate
 
+from ._fixtures import hidden_fields
+
 from ..live import free_port, serve
 
 REDIRECT = "https://rp.example/callback"
-
-
-def hidden_inputs(page: str) -> dict[str, str]:
-    out = {}
-    for tag in re.findall(r"<input[^>]*>", page):
-        if 'type="hidden"' in tag:
-            name = re.search(r'name="([^"]*)"', tag)
-            value = re.search(r'value="([^"]*)"', tag)
-            if name:
-                out[html.unescape(name.group(1))] = html.unescape(value.group(1) if value else "")
-    return out
 
 
 def form_action(page: str, base: str) -> str:
@@ -81,7 +72,7 @@ def login_through_form(base: str, authorize_url: str) -> str:
                 return location
             r = browser.get(urljoin(str(r.url), location))
         assert r.status_code == 200, r.text
-        data = {**hidden_inputs(r.text), "username": "bob", "password": "bob's long password"}
+        data = {**hidden_fields(r.text), "username": "bob", "password": "bob's long password"}
         r = browser.post(form_action(r.text, str(r.url)), data=data,
                          headers={"Origin": base, "Sec-Fetch-Site": "same-origin"})
         for _ in range(5):

@@ -51,7 +51,7 @@ async def grant(gate: AuthGate, client: Client, form: dict[str, str]) -> dict[st
     refresh = None
     if may_get_refresh_token(gate, client, scopes):
         refresh = await gate.refresh.issue(family=cg.family, user_id=user.id, client=client,
-                                           scope=cg.scope, auth_time=cg.auth_time)
+                                           scope=cg.scope, auth_time=cg.auth_time, sid=cg.sid)
     else:
         await gate.audit.record("access_token.issued", user=user.id, client=client.client_id,
                                 family=cg.family, reason="authorization_code grant")
