@@ -25,9 +25,8 @@ from authgate.app import create_app
 from authgate.config import Settings
 from authgate.service import AuthGate
 
-from ._fixtures import hidden_fields
-
 from ..live import free_port, serve
+from ._fixtures import hidden_fields
 
 REDIRECT = "https://rp.example/callback"
 
