@@ -1,4 +1,4 @@
-"""The embedded default backend: SQLite through SQLAlchemy Core.
+"""The embedded default backend: SQLite (schema by SQLAlchemy Core + Alembic).
 
 Statements run inline on the event loop rather than in a worker thread: a
 point read or a single-row write on a local WAL database takes tens of
@@ -8,13 +8,13 @@ wait when another process (the CLI, say) holds the write lock.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..errors import ConfigError
 from . import sql
@@ -34,31 +34,70 @@ def sqlite_path(url: str) -> str:
     return path
 
 
+_COLS = "kind, id, payload, expires_at, grant_id, subject, consumed_at"
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_SQL = {
+    "upsert": f"INSERT INTO authgate_records ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+              "ON CONFLICT (kind, id) DO UPDATE SET payload = excluded.payload, "
+              "expires_at = excluded.expires_at, grant_id = excluded.grant_id, "
+              "subject = excluded.subject, consumed_at = excluded.consumed_at",
+    "insert": f"INSERT INTO authgate_records ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+              "ON CONFLICT (kind, id) DO UPDATE SET payload = excluded.payload, "
+              "expires_at = excluded.expires_at, grant_id = excluded.grant_id, "
+              "subject = excluded.subject, consumed_at = excluded.consumed_at "
+              "WHERE authgate_records.expires_at IS NOT NULL AND authgate_records.expires_at <= ?",
+    "find": f"SELECT {_COLS} FROM authgate_records WHERE kind = ? AND id = ? AND {_LIVE}",
+    "consume": f"UPDATE authgate_records SET consumed_at = ? WHERE kind = ? AND id = ? "
+               f"AND consumed_at IS NULL AND {_LIVE} RETURNING {_COLS}",
+    "destroy": "DELETE FROM authgate_records WHERE kind = ? AND id = ?",
+    "revoke": "DELETE FROM authgate_records WHERE grant_id = ?",
+    "by_subject": f"SELECT {_COLS} FROM authgate_records WHERE kind = ? AND subject = ? AND {_LIVE} "
+                  "ORDER BY id LIMIT ?",
+    "scan": f"SELECT {_COLS} FROM authgate_records WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
+    "purge": "DELETE FROM authgate_records WHERE rowid IN (SELECT rowid FROM authgate_records "
+             "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",
+    "count": "SELECT count(*) FROM authgate_records",
+    "count_kind": "SELECT count(*) FROM authgate_records WHERE kind = ?",
+}
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    return Record(row[0], row[1], bytes(row[2]), row[3], row[4], row[5], row[6])
+
+
+def _params(r: Record) -> tuple[Any, ...]:
+    return (r.kind, r.id, r.payload, r.expires_at, r.grant_id, r.subject, r.consumed_at)
+
+
 class SQLiteBackend:
+    """Schema and migrations through SQLAlchemy Core + Alembic; the lifecycle operations
+    as fixed SQL on the driver connection in autocommit mode (each one statement, so each
+    is atomic on its own). Building a SQLAlchemy statement per call cost ~4x the query
+    itself here (660 rotations/s vs ~3,000/s in-process), so the hot path skips it."""
+
     url_scheme = "sqlite"
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = sqlite_path(url)
-        self._engine: sa.Engine | None = None
-        self._conn: sa.Connection | None = None
+        self._db: sqlite3.Connection | None = None
 
     async def open(self) -> None:
-        if self._conn is not None:
+        if self._db is not None:
             return
         self._prepare_dir()
-        self._engine = sa.create_engine(f"sqlite:///{self.path}", poolclass=sa.pool.StaticPool)
-
-        @sa.event.listens_for(self._engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=5000")
-            cur.close()
-
-        self._migrate(self._engine)
-        self._conn = self._engine.connect()
+        engine = sa.create_engine(f"sqlite:///{self.path}", poolclass=sa.pool.StaticPool)
+        try:
+            self._migrate(engine)
+            if self.path == ":memory:":
+                raise ConfigError("sqlite:///:memory: cannot be shared between connections; use a file")
+        finally:
+            engine.dispose()
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        self._db = db
 
     def _migrate(self, engine: sa.Engine) -> None:
         with engine.begin() as conn:
@@ -71,76 +110,54 @@ class SQLiteBackend:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     @property
-    def conn(self) -> sa.Connection:
-        if self._conn is None:
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
             raise RuntimeError("SQLiteBackend used before open()")
-        return self._conn
-
-    def _run(self, stmt: sa.Executable) -> sa.CursorResult[Any]:
-        conn = self.conn
-        try:
-            result = conn.execute(stmt)
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        return result
+        return self._db
 
     async def upsert(self, record: Record, *, now: float) -> None:
-        self._run(sql.upsert_stmt(sqlite_insert, record))
+        self.db.execute(_SQL["upsert"], _params(record))
 
     async def insert(self, record: Record, *, now: float) -> bool:
-        return self._run(sql.insert_stmt(sqlite_insert, record, now)).rowcount > 0
+        return self.db.execute(_SQL["insert"], (*_params(record), now)).rowcount > 0
 
     async def find(self, kind: str, id: str, *, now: float) -> Record | None:
-        row = self.conn.execute(sql.find_stmt(kind, id, now)).first()
-        self.conn.commit()
-        return sql.to_record(row) if row is not None else None
+        row = self.db.execute(_SQL["find"], (kind, id, now)).fetchone()
+        return _record(row) if row is not None else None
 
     async def consume(self, kind: str, id: str, *, now: float) -> Record | None:
-        conn = self.conn
-        try:
-            row = conn.execute(sql.consume_stmt(kind, id, now)).first()
-            if row is not None:
-                conn.commit()
-                return replace(sql.to_record(row), consumed_at=None)
-            row = conn.execute(sql.find_stmt(kind, id, now)).first()
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        return sql.to_record(row) if row is not None else None
+        row = self.db.execute(_SQL["consume"], (now, kind, id, now)).fetchone()
+        if row is not None:
+            return replace(_record(row), consumed_at=None)
+        return await self.find(kind, id, now=now)
 
     async def destroy(self, kind: str, id: str) -> bool:
-        return self._run(sql.destroy_stmt(kind, id)).rowcount > 0
+        return self.db.execute(_SQL["destroy"], (kind, id)).rowcount > 0
 
     async def revoke_by_grant(self, grant_id: str) -> int:
-        return self._run(sql.revoke_by_grant_stmt(grant_id)).rowcount
+        return int(self.db.execute(_SQL["revoke"], (grant_id,)).rowcount)
 
     async def find_by_subject(
         self, kind: str, subject: str, *, now: float, limit: int = 1000
     ) -> list[Record]:
-        rows = self.conn.execute(sql.by_subject_stmt(kind, subject, now, limit)).all()
-        self.conn.commit()
-        return [sql.to_record(r) for r in rows]
+        rows = self.db.execute(_SQL["by_subject"], (kind, subject, now, limit)).fetchall()
+        return [_record(r) for r in rows]
 
     async def scan(self, kind: str, *, after: str | None = None, limit: int = 500) -> list[Record]:
-        rows = self.conn.execute(sql.scan_stmt(kind, after, limit)).all()
-        self.conn.commit()
-        return [sql.to_record(r) for r in rows]
+        rows = self.db.execute(_SQL["scan"], (kind, after if after is not None else "", limit)).fetchall()
+        return [_record(r) for r in rows]
 
     async def purge(self, *, now: float, limit: int = 1000) -> int:
-        return self._run(sql.purge_stmt(now, limit)).rowcount
+        return int(self.db.execute(_SQL["purge"], (now, limit)).rowcount)
 
     async def count(self, kind: str | None = None) -> int:
-        value = self.conn.execute(sql.count_stmt(kind)).scalar_one()
-        self.conn.commit()
-        return int(value)
+        if kind is None:
+            row = self.db.execute(_SQL["count"]).fetchone()
+        else:
+            row = self.db.execute(_SQL["count_kind"], (kind,)).fetchone()
+        return int(row[0]) if row else 0
