@@ -55,6 +55,9 @@ class SessionSettings:
 @dataclass
 class GatewaySettings:
     unauthenticated_action: str = "redirect"
+    default_provider: str = ""
+    """Where `redirect` sends browsers; empty: the one provider besides `local` (or `local`
+    alone); with several and no default, browsers get a page listing them."""
     excluded_paths: list[str] = field(default_factory=lambda: ["/health"])
     allowed_external_redirect_urls: list[str] = field(default_factory=list)
     token_headers: bool = True

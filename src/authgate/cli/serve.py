@@ -35,7 +35,6 @@ from ._common import (
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 DEMO_USER = "demo"
-DEMO_CLIENT = "demo"
 
 
 def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
@@ -44,8 +43,8 @@ def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", help="listen address (default: the host setting, 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default: the port setting, 8080)")
     p.add_argument("--demo", action="store_true",
-                   help="if there is no user, create user 'demo' (random password, printed "
-                        "once) and a public client 'demo'")
+                   help="run the bundled demo app behind the gateway (unless `upstream` is set) and, "
+                        "if there is no user, create user 'demo' (random password, printed once)")
     p.add_argument("--access-log", action="store_true", help="log every request (default: off)")
 
 
@@ -71,11 +70,8 @@ async def _prepare(gate: AuthGate, demo: bool) -> bool:
         print(f"demo user created: {DEMO_USER}")
         print(f"demo password (shown once): {password}")
         has_users = True
-    if await gate.clients.get(DEMO_CLIENT) is None:
-        redirect = gate.settings.public_url.rstrip("/") + "/.auth/demo/callback"
-        await gate.clients.add(DEMO_CLIENT, public=True, name="authgate demo",
-                               redirect_uris=[redirect])
-        print(f"demo client created: {DEMO_CLIENT} (public, redirect URI {redirect})")
+    elif await gate.accounts.by_username(DEMO_USER) is not None:
+        print(f"demo user: {DEMO_USER} (forgot the password? `authgate users passwd {DEMO_USER}`)")
     return has_users
 
 
@@ -113,8 +109,27 @@ def run(args: argparse.Namespace) -> int:
     if not has_users:
         print("no users yet: create the first one with `authgate users add NAME`")
     print(flush=True)
+    demo = None
+    if args.demo and not settings.upstream:
+        from ..demo import DemoServer
+
+        demo = DemoServer()
+        settings.upstream = demo.start()
+        print(f"demo app (the upstream) on {settings.upstream}; open {settings.public_url.rstrip('/')}/ "
+              "and sign in", flush=True)
+    try:
+        _run_uvicorn(create_app(settings), settings, level, args.access_log)
+    finally:
+        if demo is not None:
+            demo.stop()
+    return 0
+
+
+def _run_uvicorn(app: Any, settings: Any, level: str, access_log: bool) -> None:
+    import uvicorn
+
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -124,6 +139,5 @@ def run(args: argparse.Namespace) -> int:
         lifespan="on",
         log_level=level,
         log_config=_log_config(level),
-        access_log=args.access_log,
+        access_log=access_log,
     )
-    return 0
