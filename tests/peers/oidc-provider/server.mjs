@@ -1,0 +1,295 @@
+// An independent OpenID Connect provider for authgate's tests and benchmarks.
+//
+// node-oidc-provider (panva) configured from one JSON document, given as the
+// OIDC_PEER_CONFIG environment variable, as argv[2], or as argv[2] = "@path"
+// naming a JSON file. Prints exactly one line "READY <issuer>" on stdout once
+// it listens; everything else goes to stderr.
+//
+// Config (every key optional):
+//   host, port            where to listen (port 0 = any free port; default 0)
+//   issuer                default http://<host>:<port>
+//   clients               [{client_id, client_secret, redirect_uris, grant_types,
+//                           token_endpoint_auth_method, scope, ...}] (client metadata)
+//   adapter               "map" (default): a plain Map, persistent-style, no LRU
+//                         eviction, expiry checked on read; "lru": oidc-provider's
+//                         own development adapter (an LRU of 1,000 entries)
+//   rotateRefreshToken    true (default): every refresh rotates; false: never;
+//                         "default": oidc-provider's own policy
+//   pkceRequired          require PKCE (S256) from every client (default: public
+//                         clients only, as oidc-provider does)
+//   idTokenSigningAlg     RS256 (default, as most upstream IdPs) or ES256
+//   scopes                extra scope names (e.g. for client_credentials)
+//   accounts              {accountId: {extra claims}}; any login name is accepted
+//   ttl                   {AccessToken: 3600, RefreshToken: 1209600, ...} in seconds
+//   testApi               true: POST /__peer/refresh-tokens mints refresh tokens
+//                         without a login (benchmarks, fast test setup)
+//
+// Logins: devInteractions. GET /interaction/<uid> renders a login form (any
+// login, any password) and then a consent form; tests submit them with httpx.
+
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+
+import Provider from 'oidc-provider';
+
+function loadConfig() {
+  let raw = process.env.OIDC_PEER_CONFIG ?? process.argv[2] ?? '{}';
+  if (raw.startsWith('@')) raw = readFileSync(raw.slice(1), 'utf8');
+  try {
+    return JSON.parse(raw);
+  } catch (err) {
+    console.error(`oidc-provider peer: config is not JSON: ${err.message}`);
+    process.exit(2);
+  }
+}
+
+const config = loadConfig();
+const host = config.host ?? '127.0.0.1';
+const epoch = () => Math.floor(Date.now() / 1000);
+
+// --- adapter: a plain Map, no eviction (DESIGN.md §5) -----------------------
+
+const storage = new Map(); // key -> {payload, expiresAt}
+const grantIndex = new Map(); // grantId -> Set of keys
+const uidIndex = new Map(); // session uid -> id
+const userCodeIndex = new Map(); // user code -> id
+const grantable = new Set([
+  'AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode',
+  'BackchannelAuthenticationRequest', 'PreAuthorizedCode',
+]);
+
+class MapAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : Infinity;
+    storage.set(key, { payload, expiresAt });
+    if (grantable.has(this.model) && payload.grantId) {
+      let members = grantIndex.get(payload.grantId);
+      if (!members) grantIndex.set(payload.grantId, (members = new Set()));
+      members.add(key);
+    }
+    if (this.model === 'Session' && payload.uid) uidIndex.set(payload.uid, id);
+    if (payload.userCode) userCodeIndex.set(payload.userCode, id);
+  }
+
+  async find(id) {
+    const key = this.key(id);
+    const entry = storage.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      storage.delete(key);
+      return undefined;
+    }
+    return entry.payload;
+  }
+
+  async findByUid(uid) {
+    const id = uidIndex.get(uid);
+    return id === undefined ? undefined : this.find(id);
+  }
+
+  async findByUserCode(userCode) {
+    const id = userCodeIndex.get(userCode);
+    return id === undefined ? undefined : this.find(id);
+  }
+
+  async consume(id) {
+    const entry = storage.get(this.key(id));
+    if (entry) entry.payload.consumed = epoch();
+  }
+
+  async destroy(id) {
+    const key = this.key(id);
+    const entry = storage.get(key);
+    storage.delete(key);
+    if (entry?.payload.grantId) grantIndex.get(entry.payload.grantId)?.delete(key);
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const key of grantIndex.get(grantId) ?? []) storage.delete(key);
+    grantIndex.delete(grantId);
+  }
+}
+
+// --- keys, accounts, clients ------------------------------------------------
+
+function jwk(type, options, alg) {
+  const { privateKey } = generateKeyPairSync(type, options);
+  return { ...privateKey.export({ format: 'jwk' }), kid: `${alg}-${randomUUID()}`, alg, use: 'sig' };
+}
+
+const jwks = {
+  keys: [
+    jwk('rsa', { modulusLength: 2048 }, 'RS256'),
+    jwk('ec', { namedCurve: 'P-256' }, 'ES256'),
+  ],
+};
+
+const accounts = config.accounts ?? {};
+
+async function findAccount(_ctx, sub) {
+  return {
+    accountId: sub,
+    async claims() {
+      return {
+        sub,
+        email: `${sub}@example.test`,
+        email_verified: true,
+        name: sub,
+        preferred_username: sub,
+        ...accounts[sub],
+      };
+    },
+  };
+}
+
+function normalizeClient(client) {
+  const grants = client.grant_types ?? ['authorization_code', 'refresh_token'];
+  const out = { grant_types: grants, ...client };
+  if (!grants.includes('authorization_code')) {
+    out.response_types ??= [];
+    out.redirect_uris ??= [];
+  }
+  if (config.idTokenSigningAlg) {
+    out.id_token_signed_response_alg ??= config.idTokenSigningAlg;
+  }
+  return out;
+}
+
+const rotate = config.rotateRefreshToken ?? true;
+
+const providerConfig = {
+  clients: (config.clients ?? []).map(normalizeClient),
+  jwks,
+  findAccount,
+  cookies: { keys: [randomUUID(), randomUUID()] },
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username'],
+  },
+  scopes: ['openid', 'offline_access', 'email', 'profile', ...(config.scopes ?? [])],
+  features: {
+    devInteractions: { enabled: true },
+    clientCredentials: { enabled: true },
+    introspection: {
+      enabled: true,
+      // A confidential client may introspect any token; a public one only its own.
+      allowedPolicy: async (ctx, client, token) => (
+        client.clientAuthMethod !== 'none' || token.clientId === client.clientId
+      ),
+    },
+    revocation: {
+      enabled: true,
+      allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId,
+    },
+  },
+  pkce: {
+    required: (ctx, client) => Boolean(config.pkceRequired) || client.clientAuthMethod === 'none',
+  },
+  issueRefreshToken: async (ctx, client, code) => (
+    client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access')
+  ),
+  ttl: {
+    AccessToken: 3600,
+    AuthorizationCode: 60,
+    ClientCredentials: 600,
+    Grant: 14 * 24 * 3600,
+    IdToken: 3600,
+    Interaction: 3600,
+    RefreshToken: 14 * 24 * 3600,
+    Session: 14 * 24 * 3600,
+    ...config.ttl,
+  },
+};
+if (rotate !== 'default') providerConfig.rotateRefreshToken = Boolean(rotate);
+if ((config.adapter ?? 'map') === 'map') providerConfig.adapter = MapAdapter;
+
+// --- test API: refresh tokens without a login ---------------------------------
+
+async function mintRefreshTokens(provider, body) {
+  const client = await provider.Client.find(String(body.client_id));
+  if (!client) throw new Error(`unknown client ${body.client_id}`);
+  const accountId = String(body.account ?? 'bench-user');
+  const scope = String(body.scope ?? 'openid offline_access');
+  const count = Math.min(Number(body.count ?? 1), 1_000_000);
+  const tokens = [];
+  for (let i = 0; i < count; i += 1) {
+    // One grant per token, so that reusing one never revokes the others.
+    const grant = new provider.Grant({ accountId, clientId: client.clientId });
+    grant.addOIDCScope(scope);
+    const grantId = await grant.save();
+    const rt = new provider.RefreshToken({
+      accountId,
+      authTime: epoch(),
+      client,
+      grantId,
+      gty: 'authorization_code',
+      rotations: 0,
+      scope,
+    });
+    tokens.push(await rt.save());
+  }
+  return tokens;
+}
+
+function testApi(provider, req, res) {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', async () => {
+    try {
+      if (req.method !== 'POST' || req.url !== '/__peer/refresh-tokens') {
+        res.writeHead(404).end();
+        return;
+      }
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+      const tokens = await mintRefreshTokens(provider, body);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ refresh_tokens: tokens }));
+    } catch (err) {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: String(err.message ?? err) }));
+    }
+  });
+}
+
+// --- listen, then build the provider (the issuer needs the port) ----------------
+
+let handler = (req, res) => res.writeHead(503).end();
+const server = http.createServer((req, res) => handler(req, res));
+server.keepAliveTimeout = 65_000;
+
+server.listen(config.port ?? 0, host, () => {
+  const { port } = server.address();
+  const issuer = config.issuer ?? `http://${host}:${port}`;
+  let provider;
+  try {
+    provider = new Provider(issuer, providerConfig);
+  } catch (err) {
+    console.error(`oidc-provider peer: bad configuration: ${err.stack ?? err}`);
+    process.exit(2);
+  }
+  const callback = provider.callback();
+  handler = config.testApi
+    ? (req, res) => (req.url.startsWith('/__peer/') ? testApi(provider, req, res) : callback(req, res))
+    : callback;
+  process.stdout.write(`READY ${issuer}\n`);
+});
+
+server.on('error', (err) => {
+  console.error(`oidc-provider peer: cannot listen: ${err.message}`);
+  process.exit(2);
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => process.exit(0));
+}
