@@ -35,7 +35,7 @@ run: $(VENV)/.stamp-run
 	exec $(BIN)/authgate serve --demo
 
 lint: $(VENV)/.stamp-dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 
 test: lint

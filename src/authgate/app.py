@@ -85,8 +85,10 @@ def create_app(settings: Settings | None = None, *, gate: AuthGate | None = None
             yield {}
             return
         opened = await AuthGate.open(cfg)
+        await opened.cluster.start()  # other instances' changes reach this one's caches
         app.state.gate = opened
         app.state.gateway = gw = Gateway(opened)
+        opened.cluster.attach(gw)  # provider-token refresh: single flight across instances
         background = []
         if cfg.purge_interval > 0:
             background.append(asyncio.create_task(purge_periodically(opened.store, cfg.purge_interval)))

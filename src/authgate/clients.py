@@ -10,6 +10,7 @@ in-process cache (``CACHE_SECONDS``); local changes invalidate it at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,6 +69,9 @@ def check_redirect_uri(uri: str) -> None:
 
 
 class ClientRegistry:
+    on_change: Callable[[str], Awaitable[None]] | None = None
+    """Awaited after a client is saved or removed (with its id); see :mod:`authgate.cluster`."""
+
     def __init__(self, store: SealedStore, hasher: TokenHasher) -> None:
         self.store = store
         self.hasher = hasher
@@ -102,6 +106,8 @@ class ClientRegistry:
     async def save(self, client: Client) -> None:
         await self.store.put(KIND, client.client_id, client.to_data())
         self._cache.pop(client.client_id, None)
+        if self.on_change is not None:
+            await self.on_change(client.client_id)
 
     async def get(self, client_id: str) -> Client | None:
         now = self.store.clock.now()
@@ -117,7 +123,17 @@ class ClientRegistry:
 
     async def remove(self, client_id: str) -> bool:
         self._cache.pop(client_id, None)
-        return await self.store.delete(KIND, client_id)
+        removed = await self.store.delete(KIND, client_id)
+        if removed and self.on_change is not None:
+            await self.on_change(client_id)
+        return removed
+
+    def forget(self, client_id: str | None = None) -> None:
+        """Drop one cached client, or all (changed by another instance)."""
+        if client_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(client_id, None)
 
     async def list(self) -> list[Client]:
         return [Client.from_data(e.id, e.data) for e in await self.store.all(KIND)]

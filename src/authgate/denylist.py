@@ -17,6 +17,7 @@ instance) takes effect within that bound. Multi-instance backends may call
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .hashing import new_id
@@ -28,6 +29,9 @@ SYNC_SECONDS = 1.0
 
 
 class Denylist:
+    on_change: Callable[[str], Awaitable[None]] | None = None
+    """Awaited after every local change; :mod:`authgate.cluster` tells the other instances."""
+
     def __init__(self, store: SealedStore) -> None:
         self.store = store
         self._entries: dict[str, tuple[float, float]] = {}  # key -> (expires_at, before)
@@ -37,6 +41,8 @@ class Denylist:
     async def _bump(self) -> None:
         self._version = new_id(8)
         await self.store.put(KIND, VERSION_ID, {"v": self._version})
+        if self.on_change is not None:
+            await self.on_change("")
 
     async def add(self, key: str, expires_at: float, before: float = float("inf")) -> None:
         now = self.store.clock.now()

@@ -11,6 +11,7 @@ from .accounts import Accounts
 from .audit import AuditLog
 from .clients import ClientRegistry
 from .clock import Clock, SystemClock
+from .cluster import Cluster
 from .codes import AuthorizationCodes
 from .config import Settings
 from .denylist import Denylist
@@ -44,6 +45,7 @@ class AuthGate:
         self.refresh = RefreshTokens(self.store, self.hasher, self.denylist, self.audit, t)
         self.codes = AuthorizationCodes(self.store, self.hasher, t.code_lifetime)
         self.sso = SSOSessions(self.store, self.hasher, settings.login.sso_lifetime)
+        self.cluster = Cluster(self)  # publishes local changes; `serve` also starts listening
 
     def _reload_sealing_keys(self) -> list[SealingKey]:
         """Sealing keys rotated by another process (``authgate keys rotate --sealing``)."""
@@ -65,6 +67,7 @@ class AuthGate:
         return gate
 
     async def close(self) -> None:
+        await self.cluster.stop()
         await self.store.close()
 
     async def sign_out_everywhere(self, user_id: str, *, reason: str = "sign out everywhere") -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,9 @@ class SigningKey:
 class KeySet:
     """The signing keys in force, loaded from the store."""
 
+    on_change: Callable[[str], Awaitable[None]] | None = None
+    """Awaited after a rotation (with the new kid); :mod:`authgate.cluster` tells the other instances."""
+
     def __init__(self, store: SealedStore, alg: str, max_token_lifetime: float) -> None:
         self.store = store
         self.alg = alg
@@ -121,6 +125,8 @@ class KeySet:
                                  entry.data["created_at"], retire)
                 await self._save(old)
         await self.load(create=False)
+        if self.on_change is not None:
+            await self.on_change(new.kid)
         return new
 
     def jwks(self) -> dict[str, Any]:

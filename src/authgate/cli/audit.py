@@ -50,10 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--limit must be at least 1", EXIT_USAGE)
 
     async def go(gate: AuthGate) -> int:
-        if args.user is not None:
-            subject = (await find_user(gate, args.user)).id
-        else:
-            subject = f"client:{args.client}"
+        subject = (await find_user(gate, args.user)).id if args.user is not None else f"client:{args.client}"
         events = (await gate.audit.for_subject(subject, limit=FETCH_LIMIT))[-args.limit:]
         if args.json:
             print(json.dumps([_row(e) for e in events], indent=2))

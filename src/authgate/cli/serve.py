@@ -96,8 +96,6 @@ def run(args: argparse.Namespace) -> int:
     for message in settings.warnings():
         warn(message)
     try:
-        import uvicorn
-
         from ..app import create_app
     except ImportError as exc:
         raise CLIError(f"the web application cannot be loaded: {exc}") from None

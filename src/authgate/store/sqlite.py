@@ -36,6 +36,7 @@ def sqlite_path(url: str) -> str:
 
 _COLS = "kind, id, payload, expires_at, grant_id, subject, consumed_at"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
+# Fixed statements built from constants only; every value is a bound parameter.
 _SQL = {
     "upsert": f"INSERT INTO authgate_records ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
               "ON CONFLICT (kind, id) DO UPDATE SET payload = excluded.payload, "
