@@ -23,6 +23,7 @@ from .app_state import gate_of
 from .config import Settings
 from .errors import OAuthError
 from .gateway import Gateway
+from .gateway.freshness import run_refresher
 from .gateway.proxy import GatewayProxy
 from .gateway.routes import routes as gateway_routes
 from .limits import LimitsMiddleware
@@ -89,9 +90,11 @@ def create_app(settings: Settings | None = None, *, gate: AuthGate | None = None
         app.state.gate = opened
         app.state.gateway = gw = Gateway(opened)
         opened.cluster.attach(gw)  # provider-token refresh: single flight across instances
-        background = []
+        background: list[asyncio.Task[Any]] = []
         if cfg.purge_interval > 0:
             background.append(asyncio.create_task(purge_periodically(opened.store, cfg.purge_interval)))
+        if cfg.gateway.refresher_interval > 0:
+            background.append(asyncio.create_task(run_refresher(gw, cfg.gateway.refresher_interval)))
         try:
             yield {}
         finally:

@@ -118,7 +118,9 @@ class KeySet:
         new.kid = str(new.key.kid)
         await self._save(new)
         for entry in await self.store.all(KIND):
-            if entry.id != new.kid and entry.data.get("retire_at") is None:
+            # Only keys older than ours: two instances rotating at once must not retire each other.
+            older = entry.data["created_at"] <= new.created_at
+            if entry.id != new.kid and entry.data.get("retire_at") is None and older:
                 # Other instances may sign with the old key until they reload (RELOAD_SECONDS).
                 retire = now + self.max_token_lifetime + 2 * self.RELOAD_SECONDS
                 old = SigningKey(entry.id, entry.data["alg"], import_key(entry.data["jwk"]),

@@ -87,7 +87,7 @@ def test_token_headers_follow_the_switches() -> None:
     out = dict(token_headers(t, ["access_token", "refresh_token", "expires_on",
                                  "access_token_secret"]))
     assert out == {b"x-ms-token-twitter-access-token": b"at",
-                   b"x-ms-token-twitter-expires-on": b"2027-01-15T08:00:00Z",
+                   b"x-ms-token-twitter-expires-on": b"2027-01-15T08:00:00.0000000Z",
                    b"x-ms-token-twitter-access-token-secret": b"sec"}
     assert token_headers(t, ["id_token"]) == []
 

@@ -209,9 +209,9 @@ async def test_identity_headers_arrive_and_decode(start: Start) -> None:
     assert header_values(echoed, "x-ms-token-corp-id-token") == ["idt-1"]
     assert header_values(echoed, "x-ms-token-corp-refresh-token") == ["rt-1"]
     expected = env.clock.now() + 3600
-    assert header_values(echoed, "x-ms-token-corp-expires-on") == [
-        __import__("datetime").datetime.fromtimestamp(expected, __import__("datetime").UTC)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")]
+    from authgate.gateway.provider_tokens import format_expires_on
+
+    assert header_values(echoed, "x-ms-token-corp-expires-on") == [format_expires_on(expected)]
     assert all(h not in (n for n, _ in echoed["headers"]) for h in ("cookie",)), \
         "authgate's session cookie is not handed to the app"
 

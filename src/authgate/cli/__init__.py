@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import AuthGateError, ConfigError
-from . import audit, clients, config_cmd, init, keys, serve, sessions, store_cmd, tokens, users
+from . import audit, clients, config_cmd, init, keys, refresher, serve, sessions, store_cmd, tokens, users
 from ._common import EXIT_FAILURE, EXIT_USAGE, ArgumentParser, CLIError, add_global_options, clean
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (init, serve, users, clients, keys, tokens, sessions, audit, store_cmd, config_cmd)
+COMMANDS = (init, serve, users, clients, keys, tokens, sessions, audit, store_cmd, config_cmd, refresher)
 
 
 def build_parser() -> ArgumentParser:

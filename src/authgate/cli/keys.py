@@ -82,7 +82,7 @@ def rotate(args: argparse.Namespace) -> int:
             until = iso(kept.retire_at) if kept is not None else "now"
             print(f"previous key {old.kid} ({old.alg}) stops signing but keeps verifying until "
                   f"{until}, when the last token it signed has expired; then it is dropped")
-        print("restart running instances so they load the new key and sign with it")
+        print("running instances pick the new key up within 30 s (at once with PostgreSQL/Redis notifications)")
         configured = gate.settings.tokens.signing_alg
         if new.alg != configured:
             print(f"note: tokens.signing_alg is {configured}; a rotation without --alg "

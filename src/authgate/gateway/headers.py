@@ -15,10 +15,9 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from .identity import Identity
-from .provider_tokens import ProviderTokens
+from .provider_tokens import ProviderTokens, format_expires_on
 
 log = logging.getLogger("authgate.gateway")
 
@@ -56,7 +55,7 @@ def provider_label(provider: str) -> str:
 
 
 def iso8601(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_expires_on(ts)  # the same text /.auth/me shows
 
 
 def _header(name: str, value: str | None) -> tuple[bytes, bytes] | None:

@@ -16,7 +16,6 @@ shown. ``?provider=NAME`` answers that one entry as an object (404 if none).
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -26,13 +25,7 @@ from . import gateway_of
 from .freshness import FreshnessError
 from .identity import resolve
 from .login import NO_STORE, problem
-from .provider_tokens import ProviderTokens
-
-
-def format_expires_on(ts: float) -> str:
-    """Easy Auth's timestamp style: seconds with seven fractional digits, UTC ``Z``."""
-    when = datetime.fromtimestamp(ts, UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{when.microsecond * 10:07d}Z"
+from .provider_tokens import ProviderTokens, format_expires_on
 
 
 def entry(tokens: ProviderTokens) -> dict[str, Any]:

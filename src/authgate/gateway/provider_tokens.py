@@ -10,11 +10,19 @@ shared by every instance.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ..store.sealed import SealedStore
 
 KIND = "provider_token"
+
+
+def format_expires_on(ts: float) -> str:
+    """Easy Auth's timestamp style (``/.auth/me`` and ``X-MS-TOKEN-*-EXPIRES-ON``):
+    seconds with seven fractional digits, UTC ``Z``."""
+    when = datetime.fromtimestamp(ts, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{when.microsecond * 10:07d}Z"
 KEEP_AFTER_EXPIRY = 180 * 86400
 """How long a grant is kept when nothing refreshes it (refresh tokens outlive access tokens)."""
 
