@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import re
 from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +13,7 @@ from authgate.gateway import Gateway
 from authgate.gateway.providers.oauth2 import OAuth2Provider
 from authgate.hashing import new_id
 
+from ..oauth._fixtures import hidden_fields
 from ..peers.oidc_provider import scripted_login_async
 from .conftest import PUBLIC, callback
 
@@ -45,15 +44,6 @@ async def peer_login(browser: httpx.AsyncClient, provider: str = "corp", login: 
     return await browser.get(url)
 
 
-def hidden_fields(page: str) -> dict[str, str]:
-    out = {}
-    for tag in re.findall(r"<input[^>]*>", page):
-        if 'type="hidden"' in tag:
-            name = re.search(r'name="([^"]*)"', tag)
-            value = re.search(r'value="([^"]*)"', tag)
-            if name is not None:
-                out[html.unescape(name.group(1))] = html.unescape(value.group(1) if value else "")
-    return out
 
 
 async def local_login(browser: httpx.AsyncClient, username: str = "alice",
