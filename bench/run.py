@@ -34,6 +34,7 @@ import httpx
 import load
 import references
 import servers
+import verify_inproc
 from load import LoadResult, RequestSpec
 
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -125,6 +126,10 @@ CASES: list[Case] = [
     Case("ES256 verify (cryptography)", "in-process", ops=references.es256_verify),
     Case("ES256 JWT verify (joserfc)", "in-process", ops=references.joserfc_jwt_verify,
          refs=("ES256 verify (cryptography)",)),
+    Case("authgate verify, token seen before", "in-process", ops=verify_inproc.seen_before,
+         refs=("ES256 verify (cryptography)",), note="cache; expiry + denylist checked"),
+    Case("authgate verify, fresh token", "in-process", ops=verify_inproc.fresh,
+         refs=("ES256 verify (cryptography)",), note="ES256 + RFC 9068 checks"),
     Case("bare GET /json", "bare", lambda s: RequestSpec("GET", "/json")),
     Case("bare POST /form", "bare", lambda s: RequestSpec(
         "POST", "/form", {**FORM, **basic(("bench-cc", "x" * 43))},
