@@ -48,25 +48,21 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
-import json
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, CorruptRecord
 from .base import Record
+from .signed_files import Body, SignedFileIO, _enc
 
-_MAGIC = b"authgate-file-v1"
 _KIND = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _STRIPES = 64
 _LOCK_ORDER = {"id": 0, "sub": 1, "grant": 2}
 
-Body = dict[str, Any]
 
 
 def file_root(url: str) -> Path:
@@ -78,10 +74,6 @@ def file_root(url: str) -> Path:
     if not path:
         raise ConfigError("a file store URL needs a directory: file:///abs/dir")
     return Path(path)
-
-
-def _enc(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
 
 
 def _kind(kind: str) -> str:
@@ -118,7 +110,7 @@ def _from_entry(kind: str, id: str, subject: str | None, body: Body) -> Record:
         raise CorruptRecord(f"file store entry {kind}/{id[:8]}… is malformed") from exc
 
 
-class FileBackend:
+class FileBackend(SignedFileIO):
     url_scheme = "file"
 
     def __init__(self, url: str) -> None:
@@ -141,26 +133,6 @@ class FileBackend:
         self._mac_key = hmac.new(key, b"authgate file store: mac", hashlib.sha256).digest()
         self._name_key = hmac.new(key, b"authgate file store: names", hashlib.sha256).digest()
 
-    def _file_key(self) -> bytes:
-        path = self.root / ".filekey"
-        if not path.exists():
-            # Write the whole key under a temporary name, then link it into place:
-            # of several processes opening a new store at once, exactly one key wins.
-            tmp = self.root / f".filekey.{secrets.token_hex(8)}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, secrets.token_bytes(32))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-            tmp.unlink()
-        key = path.read_bytes()
-        if len(key) != 32:
-            raise CorruptRecord(f"{path} must hold exactly 32 bytes")
-        return key
-
     async def close(self) -> None:
         self._mac_key = self._name_key = b""
 
@@ -179,62 +151,6 @@ class FileBackend:
 
     def _grant_path(self, grant_id: str) -> str:
         return f"grants/{self._name(grant_id)}.json"
-
-    def _mac(self, rel: str, data: bytes) -> bytes:
-        mac = hmac.new(self._mac_key, _enc(rel) + b"\n" + data, hashlib.sha256)
-        return mac.hexdigest().encode()
-
-    def _read(self, rel: str) -> Body | None:
-        try:
-            raw = (self.root / rel).read_bytes()
-        except FileNotFoundError:
-            return None
-        header, sep, data = raw.partition(b"\n")
-        magic, _, mac = header.partition(b" ")
-        if not sep or magic != _MAGIC or not hmac.compare_digest(mac, self._mac(rel, data)):
-            raise CorruptRecord(f"file store file {rel} fails its integrity check")
-        body = json.loads(data.decode("utf-8", "surrogatepass"))
-        if not isinstance(body, dict):
-            raise CorruptRecord(f"file store file {rel} is malformed")
-        return body
-
-    def _write(self, rel: str, body: Body) -> None:
-        data = _enc(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
-        path = self.root / rel
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                os.write(fd, _MAGIC + b" " + self._mac(rel, data) + b"\n")
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        self._sync_dir(path.parent)
-
-    def _unlink(self, rel: str) -> bool:
-        path = self.root / rel
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        self._sync_dir(path.parent)
-        return True
-
-    @staticmethod
-    def _sync_dir(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     @contextlib.contextmanager
     def _locked(self, *keys: tuple[str, str], shared: bool = False) -> Iterator[None]:
