@@ -148,12 +148,21 @@ CASES: list[Case] = [
          refs=("oidc-provider introspection", "bare POST /form")),
     Case("authgate refresh_token", "authgate", refresh("/.auth/oauth2/token"), pooled=True,
          refs=("oidc-provider refresh_token", "bare POST /form"), note="rotating, SQLite"),
+    Case("gateway GET, cookie", "gateway", lambda s: RequestSpec("GET", "/json", {"Cookie": s.cookie}),
+         refs=("bare GET /json",), note="proxied to the bare app on the same core"),
+    Case("gateway GET, session token", "gateway",
+         lambda s: RequestSpec("GET", "/json", {"X-ZUMO-AUTH": s.session_token}),
+         refs=("bare GET /json",), note="proxied to the bare app on the same core"),
+    Case("gateway /.auth/verify, session token", "gateway",
+         lambda s: RequestSpec("GET", "/.auth/verify", {"X-ZUMO-AUTH": s.session_token}),
+         refs=("bare GET /json",)),
 ]
 
 SERVERS: dict[str, Callable[[], servers.Server]] = {
     "bare": servers.Bare,
     "oidc-provider": servers.OidcProvider,
     "authgate": lambda: servers.Authgate(mint_refresh_tokens),
+    "gateway": servers.Gateway,
 }
 
 

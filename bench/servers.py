@@ -208,3 +208,52 @@ class Authgate(Process):
     def stop(self) -> None:
         super().stop()
         shutil.rmtree(self.data, ignore_errors=True)
+
+
+class Gateway(Authgate):
+    """``authgate serve`` in front of the bare app (both pinned to the server core), with one
+    signed-in gateway session: ``self.cookie`` (browser) and ``self.session_token`` (X-ZUMO-AUTH)."""
+
+    name = "gateway"
+    cookie = ""
+    session_token = ""
+
+    def __init__(self) -> None:
+        super().__init__(lambda env, client, n: [])
+        self.upstream = Bare()
+        self.env["AUTHGATE_GATEWAY__UNAUTHENTICATED_ACTION"] = "401"
+
+    def start(self, cpu: int | None) -> None:
+        self.upstream.start(cpu)
+        self.env["AUTHGATE_UPSTREAM"] = self.upstream.base_url
+        super().start(cpu)
+        self.cookie, self.session_token = sign_in(self.env)
+
+    def stop(self) -> None:
+        super().stop()
+        self.upstream.stop()
+
+
+def sign_in(env: Mapping[str, str]) -> tuple[str, str]:
+    """A gateway session written through authgate's API into the running server's store."""
+    import asyncio
+
+    from authgate.config import load_settings
+    from authgate.gateway import Gateway as Gw
+    from authgate.service import AuthGate
+
+    async def go() -> tuple[str, str]:
+        gate = await AuthGate.open(load_settings(environ={**os.environ, **env}))
+        gw = Gw(gate)
+        try:
+            cookie, s = await gw.sessions.start(provider="local", user_id="bench-user", name="bench",
+                                                claims=[("name", "bench")])
+            token = gw.session_tokens.mint(sid=s.sid, user_key=s.user_key, user_id=s.user_id,
+                                           provider=s.provider, name=s.name, now=gate.clock.now(),
+                                           lifetime=3600)
+            return f"{gw.cookie_name}={cookie}", token
+        finally:
+            await gw.close()
+            await gate.close()
+
+    return asyncio.run(go())
