@@ -69,3 +69,4 @@ def test_insecure_public_url_warns(tmp_path: Path) -> None:
     s = load_settings(environ={"AUTHGATE_PUBLIC_URL": "http://app.example.com"})
     assert any("plain http" in w for w in s.warnings())
     assert not load_settings(environ={"AUTHGATE_PUBLIC_URL": "http://127.0.0.1:9000"}).warnings()
+

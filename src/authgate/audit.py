@@ -39,12 +39,21 @@ class AuditLog:
     def __init__(self, store: SealedStore, retention: float = RETENTION) -> None:
         self.store = store
         self.retention = retention
+        self._last: tuple[int, int] = (0, 0)  # (milliseconds, sequence) of the last event id
+
+    def _next_id(self, now: float) -> str:
+        """Time-ordered ids: events of one process sort in the order they happened,
+        even within one millisecond (a sequence number breaks the tie)."""
+        ms = int(now * 1000)
+        last_ms, seq = self._last
+        self._last = (last_ms, seq + 1) if ms <= last_ms else (ms, 0)
+        return f"{self._last[0]:015d}-{self._last[1]:06d}-{new_id(6)}"
 
     async def record(self, event: str, *, user: str | None = None, client: str | None = None,
                      family: str | None = None, reason: str = "") -> None:
         now = self.store.clock.now()
         subject = user or (f"client:{client}" if client else None)
-        event_id = f"{int(now * 1000):015d}-{new_id(6)}"
+        event_id = self._next_id(now)
         await self.store.put(KIND, event_id, {
             "at": now, "event": event, "user": user, "client": client,
             "family": family, "reason": reason,
