@@ -73,8 +73,10 @@ class RefreshTokens:
         return (client.refresh_absolute_lifetime or s.refresh_absolute_lifetime,
                 client.refresh_inactivity_lifetime or s.refresh_inactivity_lifetime)
 
-    def _at_lifetime(self, client: Client) -> float:
-        return (client.access_token_lifetime or self.settings.access_token_lifetime) + self.settings.leeway
+    def _at_lifetime(self, client: Client | None) -> float:
+        s = self.settings
+        own = client.access_token_lifetime if client is not None else None
+        return max(own or 0, s.access_token_lifetime) + s.leeway
 
     async def issue(self, *, family: str, user_id: str, client: Client, scope: str,
                     auth_time: float, sid: str | None = None) -> str:
@@ -155,11 +157,8 @@ class RefreshTokens:
                             event: str = "family.revoked", reason: str = "") -> int:
         """Delete every token of the family and deny its outstanding access tokens."""
         n = await self.store.revoke_grant(family)
-        until = self.store.clock.now() + (self._at_lifetime(client) if client
-                                          else self.settings.access_token_lifetime + self.settings.leeway)
-        # Access tokens may carry a client-specific lifetime; deny for the longest we issue.
-        until = max(until, self.store.clock.now() + self.settings.access_token_lifetime + self.settings.leeway)
-        await self.denylist.deny_grant(family, until)
+        # Deny until the longest-lived access token this family can hold has expired.
+        await self.denylist.deny_grant(family, self.store.clock.now() + self._at_lifetime(client))
         await self.audit.record(event, user=user, client=client.client_id if client else None,
                                 family=family, reason=reason)
         return n
