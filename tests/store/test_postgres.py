@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 
 from authgate.errors import ConfigError
-from authgate.store import sql
-from authgate.store.postgres import PostgresBackend, engine_options
+from authgate.store import Record, sql
+from authgate.store.postgres import STATEMENTS, PostgresBackend, engine_options
 
 from .conftest import opened
 
@@ -37,37 +39,41 @@ async def filled(store_url: Callable[[str], str]) -> AsyncIterator[PostgresBacke
         yield backend
 
 
-async def _plan(backend: PostgresBackend, stmt: sa.ClauseElement, *, seqscan: bool) -> str:
-    literal = {"literal_binds": True}
-    compiled = stmt.compile(dialect=backend.engine.dialect, compile_kwargs=literal)
-    async with backend.engine.begin() as conn:
+async def _plan(backend: PostgresBackend, name: str, args: tuple[object, ...], *,
+                seqscan: bool) -> str:
+    """EXPLAIN one of the backend's own fixed statements with its parameters bound."""
+    async with backend.pool.acquire() as conn, conn.transaction():
         if not seqscan:
-            await conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
-        rows = (await conn.execute(sa.text(f"EXPLAIN {compiled}"))).all()
+            await conn.execute("SET LOCAL enable_seqscan = off")
+        rows = await conn.fetch("EXPLAIN " + STATEMENTS[name], *args)
     return "\n".join(r[0] for r in rows)
 
 
 @pytest.mark.parametrize(
-    ("operation", "stmt", "seqscan"),
+    ("operation", "args", "seqscan"),
     [
-        ("find", sql.find_stmt("code", "id-00042", NOW), True),
-        ("consume", sql.consume_stmt("code", "id-00042", NOW), True),
-        ("revoke_by_grant", sql.revoke_by_grant_stmt("fam-17"), True),
-        ("find_by_subject", sql.by_subject_stmt("refresh_token", "user-5", NOW, 1000), True),
+        ("find", ("code", "id-00042", NOW), True),
+        ("consume", (NOW, "code", "id-00042"), True),
+        ("insert", ("refresh_token", "id-new", SEALED, NOW + 60, "fam-1", "user-1", None, NOW),
+         True),
+        ("revoke", ("fam-17",), True),
+        ("by_subject", ("refresh_token", "user-5", NOW, 1000), True),
+        ("scan_after", ("refresh_token", "id-00042", 500), True),
         # purge selects its victims through ix_authgate_records_expires, then joins them back
         # to the table; on a table of a few thousand rows the planner may rightly hash-join
         # that against a sequential scan. enable_seqscan=off turns the question into "is
         # there an index for this statement", which is what must hold as the table grows.
-        ("purge", sql.purge_stmt(NOW, 1000), False),
+        ("purge", (NOW, 1000), False),
     ],
 )
 async def test_hot_statements_use_an_index(
-    filled: PostgresBackend, operation: str, stmt: sa.ClauseElement, seqscan: bool
+    filled: PostgresBackend, operation: str, args: tuple[object, ...], seqscan: bool
 ) -> None:
     """EXPLAIN shows an index scan, never a sequential scan of the records table."""
-    plan = await _plan(filled, stmt, seqscan=seqscan)
+    plan = await _plan(filled, operation, args, seqscan=seqscan)
     assert "Seq Scan on authgate_records" not in plan, f"{operation}:\n{plan}"
-    assert "Index" in plan, f"{operation}:\n{plan}"
+    wanted = "Arbiter Indexes: authgate_records_pkey" if operation == "insert" else "Index"
+    assert wanted in plan, f"{operation}:\n{plan}"
 
 
 @pytest.mark.parametrize(
@@ -96,3 +102,23 @@ def test_bad_urls_are_config_errors(url: str) -> None:
     """A driver other than asyncpg, a bad schema or a bad pool size is rejected at startup."""
     with pytest.raises(ConfigError):
         PostgresBackend(url)
+
+
+async def test_connections_closed_by_the_server_are_replaced(
+    store_url: Callable[[str], str],
+) -> None:
+    """After the server drops the pool's idle connections (a restart), the next call succeeds."""
+    async with opened(store_url("postgres")) as backend:
+        assert isinstance(backend, PostgresBackend)
+        await backend.upsert(Record("code", "c1", SEALED), now=NOW)
+        async with backend.pool.acquire() as conn:
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+        killer = await asyncpg.connect(backend.dsn)
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await killer.close()
+        await asyncio.sleep(0.2)  # the termination reaches the idle connections
+        found = await backend.find("code", "c1", now=NOW)
+        assert found is not None
+        assert found.payload == SEALED

@@ -1,34 +1,42 @@
-"""The production relational backend: PostgreSQL through SQLAlchemy Core and asyncpg.
+"""The production relational backend: PostgreSQL, schema by SQLAlchemy + Alembic, queries on asyncpg.
 
-It runs the very statements the SQLite backend runs (:mod:`authgate.store.sql`),
-compiled for PostgreSQL, so the two cannot drift apart; only the dialect's
-``INSERT ... ON CONFLICT`` differs. Several authgate instances share one
+The schema and its migrations are the ones the SQLite backend uses
+(:mod:`authgate.store.sql`, Alembic). The lifecycle operations are fixed SQL
+run on an asyncpg pool, each statement prepared once per connection (asyncpg's
+statement cache) and every value a bound parameter. Building each statement
+with SQLAlchemy cost more than running it (the SQLite backend measured ~4x);
+``bench/backends.py`` measures this one. Several authgate instances share one
 database, so the guarantees the contract makes across processes come from
 PostgreSQL itself, never from a lock in this process:
 
 * ``consume`` is one ``UPDATE ... WHERE consumed_at IS NULL RETURNING``: row
   locking makes every other concurrent updater re-check the condition after the
-  winner commits, so exactly one caller sees the record unconsumed;
+  winner commits, so exactly one caller sees the record unconsumed; a loser
+  then reads the record in a statement of its own, whose snapshot includes the
+  winner's commit;
 * ``insert`` is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expired``, so
   two instances creating the same rotation successor cannot both win.
 
-Connections are pooled (``pool_size`` and ``max_overflow`` may be given in the
-URL query) and checked before use, so a database restart costs one failed
-ping, not a failed request. ``?schema=name`` keeps the table (and Alembic's
-version table) in a schema of its own, created on first open: one database
-can hold several stores, and the test suite isolates itself that way.
+Each operation is one statement in autocommit, so one round trip (``consume``
+that loses: two). Idle pooled connections that the server closed (a restart)
+are noticed by asyncpg and replaced on the next acquire. ``pool_size`` and
+``max_overflow`` in the URL query bound the pool (at most their sum, default
+20 connections); SQLAlchemy keeps a small pool of its own for migrations,
+notifications and advisory locks (:mod:`authgate.store.notify`).
+``?schema=name`` keeps the table (and Alembic's version table) in a schema of
+its own, created on first open: one database can hold several stores, and the
+test suite isolates itself that way.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import ConfigError
 from . import sql
@@ -37,6 +45,45 @@ from .base import Record
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _POOL_OPTIONS = ("pool_size", "max_overflow")
 _MIGRATION_LOCK = 0x61757467  # "autg": the advisory lock serialising schema migrations
+
+# Fixed statements, every value a bound parameter; ``tests/store/test_postgres.py`` EXPLAINs
+# the hot ones on a filled table (index scans only).
+STATEMENTS: dict[str, str] = {
+    "upsert": "INSERT INTO authgate_records "
+              "(kind, id, payload, expires_at, grant_id, subject, consumed_at) "
+              "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind, id) DO UPDATE SET "
+              "payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, "
+              "grant_id = EXCLUDED.grant_id, subject = EXCLUDED.subject, "
+              "consumed_at = EXCLUDED.consumed_at",
+    "insert": "INSERT INTO authgate_records "
+              "(kind, id, payload, expires_at, grant_id, subject, consumed_at) "
+              "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind, id) DO UPDATE SET "
+              "payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, "
+              "grant_id = EXCLUDED.grant_id, subject = EXCLUDED.subject, "
+              "consumed_at = EXCLUDED.consumed_at "
+              "WHERE authgate_records.expires_at IS NOT NULL AND authgate_records.expires_at <= $8",
+    "find": "SELECT kind, id, payload, expires_at, grant_id, subject, consumed_at "
+            "FROM authgate_records WHERE kind = $1 AND id = $2 "
+            "AND (expires_at IS NULL OR expires_at > $3)",
+    "consume": "UPDATE authgate_records SET consumed_at = $1 "
+               "WHERE kind = $2 AND id = $3 AND consumed_at IS NULL "
+               "AND (expires_at IS NULL OR expires_at > $1) "
+               "RETURNING kind, id, payload, expires_at, grant_id, subject",
+    "destroy": "DELETE FROM authgate_records WHERE kind = $1 AND id = $2",
+    "revoke": "DELETE FROM authgate_records WHERE grant_id = $1",
+    "by_subject": "SELECT kind, id, payload, expires_at, grant_id, subject, consumed_at "
+                  "FROM authgate_records WHERE kind = $1 AND subject = $2 "
+                  "AND (expires_at IS NULL OR expires_at > $3) ORDER BY id LIMIT $4",
+    "scan": "SELECT kind, id, payload, expires_at, grant_id, subject, consumed_at "
+            "FROM authgate_records WHERE kind = $1 ORDER BY id LIMIT $2",
+    "scan_after": "SELECT kind, id, payload, expires_at, grant_id, subject, consumed_at "
+                  "FROM authgate_records WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3",
+    # A bounded batch by primary key, so locks stay short.
+    "purge": "DELETE FROM authgate_records WHERE (kind, id) IN (SELECT kind, id "
+             "FROM authgate_records WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2)",
+    "count": "SELECT count(*) FROM authgate_records",
+    "count_kind": "SELECT count(*) FROM authgate_records WHERE kind = $1",
+}
 
 
 def engine_options(url: str) -> tuple[sa.URL, str | None, dict[str, int]]:
@@ -67,25 +114,45 @@ def engine_options(url: str) -> tuple[sa.URL, str | None, dict[str, int]]:
     return target, schema, pool
 
 
+def _record(row: Any) -> Record:
+    return Record(row[0], row[1], bytes(row[2]), row[3], row[4], row[5], row[6])
+
+
+def _rowcount(status: str) -> int:
+    """``INSERT 0 1`` / ``UPDATE 1`` / ``DELETE 3``: the last word is the row count."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _params(r: Record) -> tuple[Any, ...]:
+    return (r.kind, r.id, r.payload, r.expires_at, r.grant_id, r.subject, r.consumed_at)
+
+
 class PostgresBackend:
     url_scheme = "postgresql"
 
     def __init__(self, url: str) -> None:
-        self.url, self.schema, self._pool = engine_options(url)
+        self.url, self.schema, self._pool_options = engine_options(url)
         self._engine: AsyncEngine | None = None
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def dsn(self) -> str:
+        """The libpq-style URL asyncpg connects to (it holds the password, if any: never log it)."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def _server_settings(self) -> dict[str, str]:
+        return {"search_path": self.schema} if self.schema is not None else {}
 
     async def open(self) -> None:
-        if self._engine is not None:
+        if self._pool is not None:
             return
-        connect_args: dict[str, Any] = {}
-        if self.schema is not None:
-            connect_args["server_settings"] = {"search_path": self.schema}
+        size = self._pool_options.get("pool_size", 10) + self._pool_options.get("max_overflow", 10)
         engine = create_async_engine(
             self.url,
             pool_pre_ping=True,
-            pool_size=self._pool.get("pool_size", 10),
-            max_overflow=self._pool.get("max_overflow", 10),
-            connect_args=connect_args,
+            pool_size=2,
+            max_overflow=max(1, size - 2),
+            connect_args={"server_settings": self._server_settings()},
         )
         try:
             async with engine.begin() as conn:
@@ -94,69 +161,81 @@ class PostgresBackend:
                 if self.schema is not None:
                     await conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
                 await conn.run_sync(sql.upgrade)
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=max(1, size),
+                server_settings={**self._server_settings(), "application_name": "authgate"})
         except BaseException:
             await engine.dispose()
             raise
         self._engine = engine
 
     async def close(self) -> None:
-        if self._engine is not None:
-            engine, self._engine = self._engine, None
+        pool, self._pool = self._pool, None
+        engine, self._engine = self._engine, None
+        if pool is not None:
+            await pool.close()
+        if engine is not None:
             await engine.dispose()
 
     @property
     def engine(self) -> AsyncEngine:
+        """SQLAlchemy's engine: migrations, notifications, advisory locks, tests."""
         if self._engine is None:
             raise RuntimeError("PostgresBackend used before open()")
         return self._engine
 
-    async def _write(self, stmt: sa.Executable) -> int:
-        async with self.engine.begin() as conn:
-            return (await conn.execute(stmt)).rowcount
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The asyncpg pool every lifecycle operation runs on."""
+        if self._pool is None:
+            raise RuntimeError("PostgresBackend used before open()")
+        return self._pool
 
-    async def _rows(self, stmt: sa.Executable) -> list[Record]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [sql.to_record(r) for r in rows]
+    async def _execute(self, name: str, *args: Any) -> int:
+        return _rowcount(await self.pool.execute(STATEMENTS[name], *args))
+
+    async def _rows(self, name: str, *args: Any) -> list[Record]:
+        return [_record(r) for r in await self.pool.fetch(STATEMENTS[name], *args)]
 
     async def upsert(self, record: Record, *, now: float) -> None:
-        await self._write(sql.upsert_stmt(pg_insert, record))
+        await self.pool.execute(STATEMENTS["upsert"], *_params(record))
 
     async def insert(self, record: Record, *, now: float) -> bool:
-        return await self._write(sql.insert_stmt(pg_insert, record, now)) > 0
+        return await self._execute("insert", *_params(record), now) > 0
 
     async def find(self, kind: str, id: str, *, now: float) -> Record | None:
-        rows = await self._rows(sql.find_stmt(kind, id, now))
-        return rows[0] if rows else None
+        row = await self.pool.fetchrow(STATEMENTS["find"], kind, id, now)
+        return _record(row) if row is not None else None
 
     async def consume(self, kind: str, id: str, *, now: float) -> Record | None:
-        conn: AsyncConnection
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(sql.consume_stmt(kind, id, now))).first()
-            if row is not None:
-                return replace(sql.to_record(row), consumed_at=None)
-            # Lost the race, already consumed, or absent: report what is there now.
-            row = (await conn.execute(sql.find_stmt(kind, id, now))).first()
-        return sql.to_record(row) if row is not None else None
+        row = await self.pool.fetchrow(STATEMENTS["consume"], now, kind, id)
+        if row is not None:
+            return _record((*row, None))
+        # Lost the race, already consumed, or absent: report what is there now.
+        return await self.find(kind, id, now=now)
 
     async def destroy(self, kind: str, id: str) -> bool:
-        return await self._write(sql.destroy_stmt(kind, id)) > 0
+        return await self._execute("destroy", kind, id) > 0
 
     async def revoke_by_grant(self, grant_id: str) -> int:
-        return await self._write(sql.revoke_by_grant_stmt(grant_id))
+        return await self._execute("revoke", grant_id)
 
     async def find_by_subject(
         self, kind: str, subject: str, *, now: float, limit: int = 1000
     ) -> list[Record]:
-        return await self._rows(sql.by_subject_stmt(kind, subject, now, limit))
+        return await self._rows("by_subject", kind, subject, now, max(0, limit))
 
     async def scan(self, kind: str, *, after: str | None = None, limit: int = 500) -> list[Record]:
-        return await self._rows(sql.scan_stmt(kind, after, limit))
+        if after is None:
+            return await self._rows("scan", kind, max(0, limit))
+        return await self._rows("scan_after", kind, after, max(0, limit))
 
     async def purge(self, *, now: float, limit: int = 1000) -> int:
-        return await self._write(sql.purge_stmt(now, limit))
+        return await self._execute("purge", now, max(0, limit))
 
     async def count(self, kind: str | None = None) -> int:
-        async with self.engine.connect() as conn:
-            value = (await conn.execute(sql.count_stmt(kind))).scalar_one()
+        if kind is None:
+            value = await self.pool.fetchval(STATEMENTS["count"])
+        else:
+            value = await self.pool.fetchval(STATEMENTS["count_kind"], kind)
         return int(value)
