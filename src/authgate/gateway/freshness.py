@@ -138,7 +138,7 @@ class Freshness:
         lock = self.lock_factory(key) if self.lock_factory else nullcontext()
         async with lock:
             # Read again under the lock: another instance may have refreshed meanwhile.
-            tokens = await self.gw.provider_tokens.get(user_key, provider_name)
+            tokens = await self.gw.provider_tokens.get(user_key, provider_name, cached=False)
             if tokens is None:
                 raise NoRefreshToken("no provider tokens are stored")
             now = self.gw.gate.clock.now()

@@ -5,6 +5,11 @@ One record per user and provider (kind ``provider_token``, id
 everything else, so a record swapped between users fails to open. Nothing is
 kept on local disk outside the store, so tokens survive restarts and are
 shared by every instance.
+
+Requests that pass provider tokens on read them every time, so records read
+are kept for :data:`CACHE_SECONDS` in a bounded in-process cache; this
+process's own writes replace the cached copy at once, and the refresh path
+reads the store itself (``cached=False``) before deciding to refresh.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..cache import Cache
 from ..store.sealed import SealedStore
 
 KIND = "provider_token"
+CACHE_SECONDS = 0.5
 
 
 def format_expires_on(ts: float) -> str:
@@ -68,6 +75,7 @@ class ProviderTokenStore:
     def __init__(self, store: SealedStore, *, enabled: bool = True) -> None:
         self.store = store
         self.enabled = enabled
+        self._cache: Cache[str, ProviderTokens] = Cache(ttl=CACHE_SECONDS)
 
     @staticmethod
     def record_id(user_key: str, provider: str) -> str:
@@ -78,14 +86,24 @@ class ProviderTokenStore:
             return
         now = self.store.clock.now()
         tokens.updated_at = now
-        await self.store.put(KIND, self.record_id(user_key, tokens.provider), tokens.to_data(),
+        rid = self.record_id(user_key, tokens.provider)
+        self._cache.drop(rid)
+        await self.store.put(KIND, rid, tokens.to_data(),
                              expires_at=now + KEEP_AFTER_EXPIRY, subject=user_key)
 
-    async def get(self, user_key: str, provider: str) -> ProviderTokens | None:
+    async def get(self, user_key: str, provider: str, *, cached: bool = True) -> ProviderTokens | None:
+        """The stored tokens; ``cached=False`` reads the store even when a copy is cached."""
         if not self.enabled:
             return None
-        entry = await self.store.get(KIND, self.record_id(user_key, provider))
-        return ProviderTokens.from_data(entry.data) if entry else None
+        rid = self.record_id(user_key, provider)
+        tokens = self._cache.get(rid) if cached else None
+        if tokens is None:
+            entry = await self.store.get(KIND, rid)
+            if entry is None:
+                return None
+            tokens = ProviderTokens.from_data(entry.data)
+            self._cache.put(rid, tokens)
+        return tokens
 
     async def of_user(self, user_key: str) -> list[ProviderTokens]:
         if not self.enabled:
@@ -93,7 +111,9 @@ class ProviderTokenStore:
         return [ProviderTokens.from_data(e.data) for e in await self.store.by_subject(KIND, user_key)]
 
     async def delete(self, user_key: str, provider: str) -> bool:
-        return await self.store.delete(KIND, self.record_id(user_key, provider))
+        rid = self.record_id(user_key, provider)
+        self._cache.drop(rid)
+        return await self.store.delete(KIND, rid)
 
     async def all_with_refresh_token(self) -> list[tuple[str, ProviderTokens]]:
         """Every stored grant that can be refreshed offline (the background refresher)."""

@@ -11,6 +11,11 @@ Tokens authgate issues also carry ``sid`` and are honoured only while that
 server-side session lives (logout ends them). Tokens an app mints itself for
 custom authentication (:func:`mint_session_token`) carry no ``sid`` and are
 accepted on signature and lifetime alone -- the app holds the key.
+
+A mobile app sends the same token with every call, so a verified token's
+claims are kept in a bounded cache keyed by a hash of the token; its lifetime
+is re-checked on every hit, and its session (when it has one) is looked up
+by the caller every time.
 """
 
 from __future__ import annotations
@@ -24,11 +29,14 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
+from ..cache import Cache
 from ..errors import ConfigError, InvalidToken
-from ..signing import KeySet, parse_header
+from ..signing import MAX_TOKEN_BYTES, KeySet, parse_header
 
 VERSION = "3"
 ES_TYP = "session+jwt"
+CACHE_SECONDS = 300.0
+"""How long a verified token's claims are kept (its ``exp`` is checked on every use)."""
 
 
 def hmac_alg(key: bytes) -> str:
@@ -95,6 +103,7 @@ class SessionTokens:
         self.audience = _audience(public_url)
         self.hmac_key = parse_hex_key(signing_key_hex) if signing_key_hex else None
         self._stable_key = self.hmac_key or hashlib.sha256(b"authgate-stable-sid" + public_url.encode()).digest()
+        self._verified: Cache[bytes, SessionClaims] = Cache(ttl=CACHE_SECONDS)
 
     def mint(self, *, sid: str, user_key: str, user_id: str, provider: str, name: str,
              now: float, lifetime: float) -> str:
@@ -112,6 +121,18 @@ class SessionTokens:
     def verify(self, token: str, *, now: float, leeway: float = 60,
                expired_grace: float = 0) -> SessionClaims:
         """Check signature and claims; ``expired_grace`` accepts recently expired tokens (/.auth/refresh)."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken("session token too large")
+        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        sc = self._verified.get(key)
+        if sc is None:
+            sc = self._verify(token, now=now, leeway=leeway, expired_grace=expired_grace)
+            self._verified.put(key, sc)
+        elif sc.exp + leeway + expired_grace <= now:
+            raise InvalidToken("session token expired")
+        return sc
+
+    def _verify(self, token: str, *, now: float, leeway: float, expired_grace: float) -> SessionClaims:
         header = parse_header(token)
         alg = header.get("alg")
         if self.hmac_key is not None and alg in ("HS256", "HS384", "HS512"):

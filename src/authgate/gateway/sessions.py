@@ -7,6 +7,12 @@ database dump does not reveal; session tokens carry the ``sid`` in their
 signed claims. Either way, ending the record ends the session at once
 (logout, sign-out-everywhere), and an id that was never issued matches nothing.
 A fresh session (and cookie) is created at every login: no fixation.
+
+Every request of a signed-in user looks its session up, so records read are
+kept for :data:`CACHE_SECONDS` in a bounded in-process :class:`~authgate.cache.Cache`.
+This process's own writes and deletions update the cache at once; a session
+another instance ends is refused here within that time (well inside the 1 s
+the design allows for revocation to reach every instance).
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..cache import Cache
 from ..hashing import TokenHasher, b64url, equal, new_id
 from ..store.sealed import SealedStore
 
 KIND = "gw_session"
 _SECRET_BYTES = 32
+CACHE_SECONDS = 0.5
 
 
 @dataclass
@@ -59,6 +67,7 @@ class GatewaySessions:
         self.lifetime = lifetime
         self.sliding = sliding
         self.max_lifetime = max_lifetime or lifetime * 3
+        self._cache: Cache[str, GatewaySession] = Cache(ttl=CACHE_SECONDS)
 
     async def start(self, *, provider: str, user_id: str, name: str,
                     claims: list[tuple[str, str]], lifetime: float | None = None) -> tuple[str, GatewaySession]:
@@ -74,15 +83,23 @@ class GatewaySessions:
         return f"{session.sid}.{secret}", session
 
     async def _save(self, s: GatewaySession) -> None:
+        self._cache.drop(s.sid)
         await self.store.put(KIND, s.sid, s.to_data(), expires_at=s.expires_at, subject=s.user_key)
 
     async def by_sid(self, sid: str) -> GatewaySession | None:
         if not sid or len(sid) > 64:
             return None
-        entry = await self.store.get(KIND, sid)
-        if entry is None or entry.expires_at is None:
+        session = self._cache.get(sid)
+        if session is None:
+            entry = await self.store.get(KIND, sid)
+            if entry is None or entry.expires_at is None:
+                return None
+            session = GatewaySession.from_data(entry.id, entry.data, entry.expires_at)
+            self._cache.put(sid, session)
+        elif session.expires_at <= self.store.clock.now():
+            self._cache.drop(sid)
             return None
-        return GatewaySession.from_data(entry.id, entry.data, entry.expires_at)
+        return session
 
     async def by_cookie(self, cookie: str | None) -> GatewaySession | None:
         """The live session a cookie value refers to; None for anything forged or ended."""
@@ -108,10 +125,12 @@ class GatewaySessions:
         await self._save(session)
 
     async def end(self, session: GatewaySession) -> None:
+        self._cache.drop(session.sid)
         await self.store.delete(KIND, session.sid)
 
     async def end_all(self, key: str) -> int:
         entries = await self.store.by_subject(KIND, key, limit=10_000)
         for e in entries:
+            self._cache.drop(e.id)
             await self.store.delete(KIND, e.id)
         return len(entries)
