@@ -13,10 +13,11 @@ is authenticated by the gateway :mod:`~authgate.gateway.policy` and relayed.
   ``Upgrade``) are dropped in both directions; forwarding headers are
   rebuilt (:mod:`~authgate.gateway.forwarded`, RFC 7239); client-sent
   identity headers never pass and authgate's session cookie is not handed on.
-- One ``httpx.AsyncClient`` per proxy keeps a keep-alive pool. It is created on
-  first use and closed when the app's lifespan shuts down (or by :meth:`aclose`).
-  It keeps no cookies (one user's ``Set-Cookie`` must never reach another's
-  request), ignores proxy environment variables and follows no redirects.
+- One :class:`~authgate.gateway.upstream.UpstreamPool` per proxy keeps
+  keep-alive connections to the app. It is created on first use and closed
+  when the app's lifespan shuts down (or by :meth:`aclose`). It keeps no
+  cookies (one user's ``Set-Cookie`` must never reach another's request),
+  ignores proxy environment variables and follows no redirects.
 - Upstream unreachable: 502; no answer within ``gateway.upstream_timeout``: 504.
 - WebSockets (RFC 6455): the handshake is authenticated like any request, then
   frames are relayed both ways to a connection opened with ``websockets``.
@@ -25,13 +26,11 @@ is authenticated by the gateway :mod:`~authgate.gateway.policy` and relayed.
 from __future__ import annotations
 
 import contextlib
-import http.cookiejar
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
@@ -44,6 +43,7 @@ from ..config import Settings
 from .forwarded import FORWARDING, RawHeaders, forwarding_headers, hop
 from .headers import is_identity_header
 from .policy import Outcome, answer, error_json, original_target, policy_of
+from .upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
 if TYPE_CHECKING:
     from . import Gateway
@@ -72,14 +72,6 @@ def _drop_cookie(value: bytes, name: str) -> bytes:
     return b";".join(keep).strip()
 
 
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-
 class _BodyTooLarge(Exception):
     pass
 
@@ -93,23 +85,17 @@ class GatewayProxy:
         self.app = app
         self.settings = settings
         self.base = settings.upstream.rstrip("/")
-        self._client: httpx.AsyncClient | None = None
+        self._pool: UpstreamPool | None = None
 
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            gs = self.settings.gateway
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(gs.upstream_timeout),
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100,
-                                    keepalive_expiry=30),
-                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-                follow_redirects=False, trust_env=False)
-        return self._client
+    def pool(self) -> UpstreamPool:
+        if self._pool is None:
+            self._pool = UpstreamPool(self.base, timeout=self.settings.gateway.upstream_timeout)
+        return self._pool
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -159,24 +145,23 @@ class GatewayProxy:
             await answer(_too_large(limit), scope, receive, send)
             return
         has_body = length not in ("", "0") or "transfer-encoding" in incoming
-        request = httpx.Request(scope["method"], self.base + original_target(scope),
-                                headers=self._headers(scope, gw, outcome),
-                                content=_body(receive, limit) if has_body else None)
         try:
-            response = await self.client().send(request, stream=True)
+            response = await self.pool().send(scope["method"], original_target(scope),
+                                              self._headers(scope, gw, outcome),
+                                              _body(receive, limit) if has_body else None)
         except _ClientGone:
             return
         except _BodyTooLarge:
             await answer(_too_large(limit), scope, receive, send)
             return
-        except httpx.TimeoutException:
+        except UpstreamTimeout:
             log.warning("the app did not answer %s %s in time", scope["method"], scope["path"])
             await answer(error_json(504, "upstream_timeout", "the app did not answer in time"),
                          scope, receive, send)
             return
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             log.warning("the app cannot be reached for %s %s: %s", scope["method"],
-                        scope["path"], type(exc).__name__)
+                        scope["path"], exc)
             await answer(error_json(502, "bad_gateway", "the app cannot be reached"),
                          scope, receive, send)
             return
@@ -241,10 +226,17 @@ async def _body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             return
 
 
-async def _relay(response: httpx.Response, receive: Receive, send: Send) -> None:
+async def _relay(response: UpstreamResponse, receive: Receive, send: Send) -> None:
     """Stream the upstream response; stop reading it when the client goes away."""
-    await send({"type": "http.response.start", "status": response.status_code,
-                "headers": end_to_end(response.headers.raw)})
+    await send({"type": "http.response.start", "status": response.status,
+                "headers": end_to_end(response.headers)})
+    if response.complete:
+        # The whole answer is already here (the usual small one): send it in one piece,
+        # no need to watch for the client leaving. It is at most HIGH_WATER bytes plus
+        # one read: reading pauses past that.
+        body = b"".join([chunk async for chunk in response.aiter_raw()])
+        await send({"type": "http.response.body", "body": body})
+        return
     async with anyio.create_task_group() as tg:
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -255,8 +247,8 @@ async def _relay(response: httpx.Response, receive: Receive, send: Send) -> None
         try:
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.HTTPError as exc:  # the connection is closed: the client sees a cut body
-            log.warning("upstream broke off a response: %s", type(exc).__name__)
+        except UpstreamError as exc:  # the connection is closed: the client sees a cut body
+            log.warning("upstream broke off a response: %s", exc)
             tg.cancel_scope.cancel()
             return
         await send({"type": "http.response.body", "body": b""})
