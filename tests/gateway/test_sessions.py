@@ -78,8 +78,9 @@ async def test_provider_tokens_written_here_are_read_back_at_once(tmp_path: Path
     gw = Gateway(gate)
     try:
         store = gw.provider_tokens
+        assert await store.get("corp|u", "corp") is None  # "none stored" is cached too...
         await store.save("corp|u", ProviderTokens(provider="corp", user_id="u", access_token="one"))
-        first = await store.get("corp|u", "corp")
+        first = await store.get("corp|u", "corp")  # ...and forgotten when this process saves
         assert first is not None and first.access_token == "one"
         await store.save("corp|u", ProviderTokens(provider="corp", user_id="u", access_token="two"))
         second = await store.get("corp|u", "corp")

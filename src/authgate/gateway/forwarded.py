@@ -10,6 +10,7 @@ trusted proxy's chain) and an RFC 7239 ``Forwarded`` element for its own hop.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ def hop(scope: Scope, trusted: TrustedProxies) -> Hop:
                proto if proto in _PROTOS else own_proto, host, own_proto, own_host, uri)
 
 
+@functools.lru_cache(maxsize=4096)
 def _node(value: str) -> str:
     """An RFC 7239 §4 value: a token, or a quoted-string (IPv6 nodes in brackets, §6)."""
     try:

@@ -11,6 +11,7 @@ need one is left out, never folded).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import re
@@ -82,13 +83,22 @@ def principal(identity: Identity) -> str:
 
 
 def principal_headers(identity: Identity) -> RawHeaders:
+    """The ``X-MS-CLIENT-PRINCIPAL*`` headers (built once per distinct identity, then reused)."""
+    return list(_principal_headers(identity.provider, identity.user_id, identity.name,
+                                   tuple(identity.claims)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _principal_headers(provider: str, user_id: str, name: str,
+                       claims: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    identity = Identity("", user_id, provider, name, list(claims))
     pairs = (
         ("X-MS-CLIENT-PRINCIPAL", principal(identity)),
-        ("X-MS-CLIENT-PRINCIPAL-ID", identity.user_id),
-        ("X-MS-CLIENT-PRINCIPAL-NAME", identity.name),
-        ("X-MS-CLIENT-PRINCIPAL-IDP", identity.provider),
+        ("X-MS-CLIENT-PRINCIPAL-ID", user_id),
+        ("X-MS-CLIENT-PRINCIPAL-NAME", name),
+        ("X-MS-CLIENT-PRINCIPAL-IDP", provider),
     )
-    return [h for h in (_header(n, v) for n, v in pairs) if h is not None]
+    return tuple(h for h in (_header(n, v) for n, v in pairs) if h is not None)
 
 
 def token_headers(tokens: ProviderTokens, kinds: Iterable[str]) -> RawHeaders:

@@ -75,7 +75,7 @@ class ProviderTokenStore:
     def __init__(self, store: SealedStore, *, enabled: bool = True) -> None:
         self.store = store
         self.enabled = enabled
-        self._cache: Cache[str, ProviderTokens] = Cache(ttl=CACHE_SECONDS)
+        self._cache: Cache[str, tuple[ProviderTokens | None]] = Cache(ttl=CACHE_SECONDS)
 
     @staticmethod
     def record_id(user_key: str, provider: str) -> str:
@@ -96,14 +96,12 @@ class ProviderTokenStore:
         if not self.enabled:
             return None
         rid = self.record_id(user_key, provider)
-        tokens = self._cache.get(rid) if cached else None
-        if tokens is None:
+        hit = self._cache.get(rid) if cached else None
+        if hit is None:
             entry = await self.store.get(KIND, rid)
-            if entry is None:
-                return None
-            tokens = ProviderTokens.from_data(entry.data)
-            self._cache.put(rid, tokens)
-        return tokens
+            hit = (ProviderTokens.from_data(entry.data) if entry else None,)
+            self._cache.put(rid, hit)  # "nothing stored" is worth remembering too
+        return hit[0]
 
     async def of_user(self, user_key: str) -> list[ProviderTokens]:
         if not self.enabled:
