@@ -119,6 +119,10 @@ class Case:
     ops: Callable[[float], float] | None = None
     refs: tuple[str, ...] = ()
     note: str = ""
+    connections: int | None = None
+    """Overrides ``--connections`` (1: latency without queueing)."""
+    added_to: str | None = None
+    """Report this case's p50 minus that case's p50 (latency a hop adds)."""
 
 
 CASES: list[Case] = [
@@ -156,6 +160,12 @@ CASES: list[Case] = [
     Case("gateway /.auth/verify, session token", "gateway",
          lambda s: RequestSpec("GET", "/.auth/verify", {"X-ZUMO-AUTH": s.session_token}),
          refs=("bare GET /json",)),
+    Case("bare GET /json, 1 connection", "bare", lambda s: RequestSpec("GET", "/json"),
+         connections=1, note="latency reference"),
+    Case("gateway GET, cookie, 1 connection", "gateway",
+         lambda s: RequestSpec("GET", "/json", {"Cookie": s.cookie}), connections=1,
+         refs=("bare GET /json, 1 connection",), added_to="bare GET /json, 1 connection",
+         note="gateway-added latency"),
 ]
 
 SERVERS: dict[str, Callable[[], servers.Server]] = {
@@ -206,7 +216,7 @@ def measure(case: Case, server: servers.Server, args: argparse.Namespace) -> Out
 
     def go(seconds: float) -> LoadResult:
         return load.run(server.base_url, spec, seconds, tool=args.loadgen, cpu=args.load_cpu,
-                        connections=args.connections)
+                        connections=case.connections or args.connections)
 
     try:
         detail = ""
@@ -297,6 +307,9 @@ def table(cases: list[Case], results: dict[str, Outcome]) -> str:
         unit = "ops/s" if c.server == "in-process" else "/s"
         ratios = [f"{r.rate / results[ref].rate:.2f}x {ref}" for ref in c.refs
                   if ref in results and results[ref].rate > 0 and not results[ref].failure]
+        base = results.get(c.added_to or "")
+        if base is not None and r.p50_ms is not None and base.p50_ms is not None:
+            ratios.insert(0, f"p50 +{r.p50_ms - base.p50_ms:.2f} ms over {c.added_to}")
         notes = "; ".join(ratios + ([f"({c.note})"] if c.note else []))
         errors = "-" if c.server == "in-process" else f"{r.errors:,}"
         lines.append(f"{c.name:<36} {f'{r.rate:,.0f}{unit}':>12} {_ms(r.p50_ms):>10} "
