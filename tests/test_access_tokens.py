@@ -240,3 +240,20 @@ async def test_key_rotated_by_another_process_is_picked_up(gate: AuthGate) -> No
         await gate.access.verify(token)  # just loaded: no reload storm on unknown kids
     gate.clock.advance(6)  # type: ignore[attr-defined]
     assert (await gate.access.verify(token))["sub"] == "u1"
+
+
+@pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256"])
+async def test_every_signing_algorithm_verifies_with_joserfc(gate: AuthGate, alg: str) -> None:
+    """Tokens we sign (without joserfc) are valid compact JWS to joserfc and to ourselves."""
+    await gate.keys.rotate(alg)
+    token, claims = mint(gate, name="Zoë")
+    assert gate.keys.active is not None
+    decoded = jwt.decode(token, gate.keys.active.key, algorithms=[alg])
+    assert decoded.header == {"alg": alg, "kid": kid(gate), "typ": "at+jwt"}
+    assert decoded.claims == claims
+    assert (await gate.access.verify(token))["name"] == "Zoë"
+    head, payload, sig = token.split(".")
+    bad = f"{head}.{payload}.{sig[:-4]}{'AAAA' if sig[-4:] != 'AAAA' else 'BBBB'}"
+    with pytest.raises(InvalidToken):
+        await gate.access.verify(bad)

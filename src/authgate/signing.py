@@ -16,15 +16,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from joserfc import jws, jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeyParameters, OKPKey, RSAKey
 
 from .errors import InvalidToken
-from .hashing import b64url_decode, new_id
+from .hashing import b64url, b64url_decode, new_id
 from .store.sealed import SealedStore
 
 Key = ECKey | OKPKey | RSAKey
@@ -62,9 +65,47 @@ class SigningKey:
     created_at: float
     retire_at: float | None = None
     """None while active or standing by; set when a newer key took over."""
+    _signer: Callable[[bytes], bytes] | None = field(default=None, init=False, repr=False, compare=False)
+    _headers: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Encoded JWS header per ``typ``: the same few bytes for every token this key signs."""
 
     def public_jwk(self) -> dict[str, Any]:
         return dict(self.key.as_dict(private=False))
+
+    def sign(self, claims: dict[str, Any], typ: str) -> str:
+        """A compact JWS (RFC 7515 §7.1) of ``claims`` with header ``alg``, ``kid``, ``typ``."""
+        if self._signer is None:
+            self._signer = _raw_signer(self.alg, self.key)
+        header = self._headers.get(typ)
+        if header is None:
+            header = self._headers[typ] = _b64json({"alg": self.alg, "kid": self.kid, "typ": typ})
+        signing_input = header + "." + _b64json(claims)
+        return signing_input + "." + b64url(self._signer(signing_input.encode("ascii")))
+
+
+def _b64json(obj: dict[str, Any]) -> str:
+    return b64url(json.dumps(obj, separators=(",", ":")).encode("ascii"))
+
+
+def _raw_signer(alg: str, key: Key) -> Callable[[bytes], bytes]:
+    """The signature function of RFC 7518 §3 (RFC 8037 §3.1 for EdDSA), straight on
+    ``cryptography``: joserfc's generic JWT encoder cost as much again as the signature."""
+    private: Any = key.private_key
+    if private is None:
+        raise RuntimeError(f"signing key {key.kid} has no private part")
+    if alg == "ES256":
+        ecdsa = ec.ECDSA(hashes.SHA256())
+
+        def es256(data: bytes) -> bytes:
+            r, s = decode_dss_signature(private.sign(data, ecdsa))
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")  # JWS wants r || s, not DER
+        return es256
+    if alg == "EdDSA":
+        return lambda data: bytes(private.sign(data))
+    if alg == "RS256":
+        pkcs1, sha256 = padding.PKCS1v15(), hashes.SHA256()
+        return lambda data: bytes(private.sign(data, pkcs1, sha256))
+    raise ValueError(f"unsupported signing algorithm {alg}")
 
 
 class KeySet:
@@ -140,7 +181,7 @@ class KeySet:
         k = self.active
         if k is None:
             raise RuntimeError("no active signing key")
-        return jwt.encode({"alg": k.alg, "kid": k.kid, "typ": typ}, claims, k.key)
+        return k.sign(claims, typ)
 
     def verify(self, token: str, *, typ: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Check structure and signature; return (header, claims). Claims are checked by callers."""
