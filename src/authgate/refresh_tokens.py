@@ -99,6 +99,21 @@ class RefreshTokens:
                                     expires_at=min(now + idle, grant.absolute_expires_at),
                                     grant_id=grant.family, subject=grant.user_id)
 
+    async def _store_successor(self, successor: str, grant: Grant, now: float, idle: float,
+                               parent: str) -> None:
+        """Store a rotation's successor -- unless the family was revoked meanwhile.
+
+        Consuming the parent and storing the successor are two store operations, and a
+        revocation landing between them (reuse detected by a concurrent request or another
+        instance, sign-out everywhere) deletes the family but not a successor stored after
+        it. Revocation deletes the consumed parent too, so a parent gone once the successor
+        is stored means exactly that: the successor is taken back and the rotation fails.
+        """
+        await self._store(successor, grant, now, idle, parent=parent)
+        if not await self.store.exists(KIND, parent, now=now):
+            await self.store.delete(KIND, self.hasher.hash(successor))
+            raise InvalidGrant("the grant was revoked while the refresh token was being rotated")
+
     async def lookup(self, token: str) -> Entry | None:
         if not token.startswith(REFRESH_PREFIX) or len(token) > MAX_TOKEN_CHARS:
             return None
@@ -132,7 +147,7 @@ class RefreshTokens:
             raise InvalidGrant("refresh token is invalid, expired or revoked")
         successor = self.hasher.derive("rotate", token, REFRESH_PREFIX)
         if consumed.consumed_at is None:
-            await self._store(successor, grant, now, idle, parent=entry.id)
+            await self._store_successor(successor, grant, now, idle, parent=entry.id)
             await self.audit.record("refresh_token.rotated", user=grant.user_id,
                                     client=grant.client_id, family=grant.family)
             return successor, grant, new_scope
@@ -141,7 +156,7 @@ class RefreshTokens:
             nxt = await self.store.get(KIND, self.hasher.hash(successor))
             if nxt is None:
                 # The first rotation was cut short before its successor was stored.
-                await self._store(successor, grant, now, idle, parent=entry.id)
+                await self._store_successor(successor, grant, now, idle, parent=entry.id)
                 return successor, grant, new_scope
             if nxt.consumed_at is None:
                 await self.audit.record("refresh_token.grace", user=grant.user_id,

@@ -215,3 +215,23 @@ async def test_public_client_refresh_rotates(http: httpx.AsyncClient, gate: Auth
     r3 = await http.post("/.auth/oauth2/token", headers=basic(spa, "secret"),
                          data={"grant_type": "refresh_token", "refresh_token": rt})
     assert r3.status_code == 401
+
+
+async def test_revocation_during_rotation_leaves_no_live_successor(
+    http: httpx.AsyncClient, gate: AuthGate, conf: tuple[str, str], alice: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A family revoked between consuming a token and storing its successor stays revoked."""
+    rt = (await login_tokens(http, gate, conf, alice))["refresh_token"]
+    family = (await gate.refresh.lookup(rt)).grant_id  # type: ignore[union-attr]
+    store_add = gate.store.add
+
+    async def revoked_first(*args: object, **kwargs: object) -> bool:
+        await gate.store.revoke_grant(str(family))  # reuse detected elsewhere, meanwhile
+        return await store_add(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gate.store, "add", revoked_first)
+    r = await refresh(http, conf, rt)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    monkeypatch.undo()
+    assert [e for e in await gate.store.by_subject(KIND, alice.id) if e.consumed_at is None] == []

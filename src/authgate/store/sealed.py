@@ -101,6 +101,10 @@ class SealedStore:
         rec = await self.backend.find(kind, id, now=self.clock.now())
         return self.open_record(rec) if rec is not None else None
 
+    async def exists(self, kind: str, id: str, *, now: float | None = None) -> bool:
+        """Whether a live record is there (nothing is opened)."""
+        return await self.backend.find(kind, id, now=self.clock.now() if now is None else now) is not None
+
     async def consume(self, kind: str, id: str) -> Entry | None:
         """Mark used; ``Entry.consumed_at is None`` means this caller was first."""
         rec = await self.backend.consume(kind, id, now=self.clock.now())
