@@ -174,9 +174,10 @@ async def test_live_traffic_refresh_is_not_repeated(server: Server) -> None:
 async def test_runs_as_a_background_task(server: Server) -> None:
     """As a task: wakes for new grants, refreshes on schedule, stops cleanly."""
     clocks = Clocks(server)
+    alice = await grant(server, clocks, "alice")  # before the refresher's sleeps move the clocks
     async with server.http() as http:
         async with Refresher(http, clock=clocks.client.now, sleep=clocks.sleep) as refresher:
-            refresher.add("alice", await grant(server, clocks, "alice"))
+            refresher.add("alice", alice)
             for _ in range(500):
                 if refresher.stats.refreshed >= 3:
                     break

@@ -4,10 +4,24 @@ Statements run inline on the event loop rather than in a worker thread: a
 point read or a single-row write on a local WAL database takes tens of
 microseconds, less than a thread hop would cost. ``busy_timeout`` bounds the
 wait when another process (the CLI, say) holds the write lock.
+
+**Group commit.** What a write costs is mostly its commit: the WAL frames of
+every page it touched (the row and four index entries) and, every thousand
+pages, a checkpoint with two ``fsync``. So the writes made in one turn of the
+event loop -- by every request that reached its next write in that turn --
+share one transaction: the first opens it (``BEGIN IMMEDIATE``), a callback
+queued behind them commits it, and each call returns only once that commit is
+done. Each statement is still atomic on its own and nothing is answered before
+it is durable; a read made while a transaction is open waits for the commit
+too, so no caller ever acts on a write that could still roll back. Measured
+on the refresh-token rotation (three writes a request, 32 concurrent
+requests): about half the SQLite time per request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -70,11 +84,18 @@ def _params(r: Record) -> tuple[Any, ...]:
     return (r.kind, r.id, r.payload, r.expires_at, r.grant_id, r.subject, r.consumed_at)
 
 
+_open_batches: dict[str, SQLiteBackend] = {}
+"""Database file -> the instance of this process holding a group transaction on it. A
+second instance on the same file (tests, ``store migrate``) commits that one first
+rather than wait for a write lock its own event loop would never release."""
+
+
 class SQLiteBackend:
     """Schema and migrations through SQLAlchemy Core + Alembic; the lifecycle operations
-    as fixed SQL on the driver connection in autocommit mode (each one statement, so each
-    is atomic on its own). Building a SQLAlchemy statement per call cost ~4x the query
-    itself here (660 rotations/s vs ~3,000/s in-process), so the hot path skips it."""
+    as fixed SQL on the driver connection (each one statement, so each is atomic on its
+    own), writes grouped into one transaction per turn of the event loop. Building a
+    SQLAlchemy statement per call cost ~4x the query itself here (660 rotations/s vs
+    ~3,000/s in-process), so the hot path skips it."""
 
     url_scheme = "sqlite"
 
@@ -82,6 +103,10 @@ class SQLiteBackend:
         self.url = url
         self.path = sqlite_path(url)
         self._db: sqlite3.Connection | None = None
+        self._file = os.path.realpath(self.path)
+        self._waiters: list[asyncio.Future[None]] | None = None
+        """While a group transaction is open: the calls waiting for its commit."""
+        self._batch_loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self) -> None:
         if self._db is not None:
@@ -112,6 +137,7 @@ class SQLiteBackend:
 
     async def close(self) -> None:
         if self._db is not None:
+            self._commit()
             self._db.close()
             self._db = None
 
@@ -121,44 +147,109 @@ class SQLiteBackend:
             raise RuntimeError("SQLiteBackend used before open()")
         return self._db
 
+    # -- group commit -------------------------------------------------------------
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        """Run a write inside the group transaction, opening one if none is."""
+        loop = asyncio.get_running_loop()
+        if self._waiters is not None and self._batch_loop is not loop:
+            self._commit()  # left open by an event loop that has gone away
+        if self._waiters is None:
+            other = _open_batches.get(self._file)
+            if other is not None and other is not self:
+                other._commit()
+            self.db.execute("BEGIN IMMEDIATE")
+            self._waiters, self._batch_loop = [], loop
+            _open_batches[self._file] = self
+            loop.call_soon(self._commit)
+        return self.db.execute(sql, params)
+
+    def _commit(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        if waiters is None:
+            return
+        if _open_batches.get(self._file) is self:
+            del _open_batches[self._file]
+        error: sqlite3.Error | None = None
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            error = exc
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        for waiter in waiters:
+            if waiter.done():  # its caller was cancelled
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(sqlite3.OperationalError(f"group commit failed: {error}"))
+
+    async def _committed(self) -> None:
+        """Return once every write this call made or saw is committed."""
+        if self._waiters is None:
+            return
+        if self._batch_loop is not asyncio.get_running_loop():
+            self._commit()
+            return
+        waiter = self._batch_loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    # -- the contract ------------------------------------------------------------
+
     async def upsert(self, record: Record, *, now: float) -> None:
-        self.db.execute(_SQL["upsert"], _params(record))
+        self._write(_SQL["upsert"], _params(record))
+        await self._committed()
 
     async def insert(self, record: Record, *, now: float) -> bool:
-        return self.db.execute(_SQL["insert"], (*_params(record), now)).rowcount > 0
+        created = self._write(_SQL["insert"], (*_params(record), now)).rowcount > 0
+        await self._committed()
+        return created
 
     async def find(self, kind: str, id: str, *, now: float) -> Record | None:
         row = self.db.execute(_SQL["find"], (kind, id, now)).fetchone()
+        await self._committed()
         return _record(row) if row is not None else None
 
     async def consume(self, kind: str, id: str, *, now: float) -> Record | None:
-        row = self.db.execute(_SQL["consume"], (now, kind, id, now)).fetchone()
+        row = self._write(_SQL["consume"], (now, kind, id, now)).fetchone()
         if row is not None:
+            await self._committed()
             return replace(_record(row), consumed_at=None)
         return await self.find(kind, id, now=now)
 
     async def destroy(self, kind: str, id: str) -> bool:
-        return self.db.execute(_SQL["destroy"], (kind, id)).rowcount > 0
+        deleted = self._write(_SQL["destroy"], (kind, id)).rowcount > 0
+        await self._committed()
+        return deleted
 
     async def revoke_by_grant(self, grant_id: str) -> int:
-        return int(self.db.execute(_SQL["revoke"], (grant_id,)).rowcount)
+        n = int(self._write(_SQL["revoke"], (grant_id,)).rowcount)
+        await self._committed()
+        return n
 
     async def find_by_subject(
         self, kind: str, subject: str, *, now: float, limit: int = 1000
     ) -> list[Record]:
         rows = self.db.execute(_SQL["by_subject"], (kind, subject, now, limit)).fetchall()
+        await self._committed()
         return [_record(r) for r in rows]
 
     async def scan(self, kind: str, *, after: str | None = None, limit: int = 500) -> list[Record]:
         rows = self.db.execute(_SQL["scan"], (kind, after if after is not None else "", limit)).fetchall()
+        await self._committed()
         return [_record(r) for r in rows]
 
     async def purge(self, *, now: float, limit: int = 1000) -> int:
-        return int(self.db.execute(_SQL["purge"], (now, limit)).rowcount)
+        n = int(self._write(_SQL["purge"], (now, limit)).rowcount)
+        await self._committed()
+        return n
 
     async def count(self, kind: str | None = None) -> int:
         if kind is None:
             row = self.db.execute(_SQL["count"]).fetchone()
         else:
             row = self.db.execute(_SQL["count_kind"], (kind,)).fetchone()
+        await self._committed()
         return int(row[0]) if row else 0
