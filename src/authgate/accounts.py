@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .config import LoginSettings
@@ -23,6 +23,8 @@ from .store.sealed import SealedStore
 
 KIND = "user"
 THROTTLE = "throttle"
+CACHE_SECONDS = 2.0
+CACHE_SIZE = 10_000
 _USERNAME = re.compile(r"^[\w.@+-]{1,64}$")
 
 
@@ -65,6 +67,7 @@ class Accounts:
     def __init__(self, store: SealedStore, settings: LoginSettings | None = None) -> None:
         self.store = store
         self.settings = settings or LoginSettings()
+        self._cache: dict[str, tuple[float, User | None]] = {}
 
     async def add(self, username: str, password: str, *, name: str = "", email: str = "") -> User:
         uname = normalize_username(username)
@@ -81,10 +84,29 @@ class Accounts:
 
     async def save(self, user: User) -> None:
         await self.store.put(KIND, user.id, user.to_data(), subject=user.username)
+        self._cache.pop(user.id, None)
 
     async def get(self, user_id: str) -> User | None:
         entry = await self.store.get(KIND, user_id)
         return User.from_data(entry.id, entry.data) if entry else None
+
+    async def recent(self, user_id: str) -> User | None:
+        """The user as read at most ``CACHE_SECONDS`` ago (a copy; saving it is fine).
+
+        For the refresh-token grant, which needs the user's claims on every refresh:
+        disabling a user (or a password change) also revokes every refresh-token family,
+        which stops the next refresh at once whatever this cache holds; a change made
+        by this process drops its entry at once.
+        """
+        now = self.store.clock.now()
+        hit = self._cache.get(user_id)
+        if hit is None or hit[0] <= now:
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            hit = (now + CACHE_SECONDS, await self.get(user_id))
+            self._cache[user_id] = hit
+        user = hit[1]
+        return replace(user, roles=list(user.roles)) if user is not None else None
 
     async def by_username(self, username: str) -> User | None:
         entries = await self.store.by_subject(KIND, normalize_username(username), limit=1)

@@ -1,8 +1,9 @@
 """The refresh token grant, RFC 6749 §6, with rotation (RFC 9700 §4.14.2).
 
 The rotation rules live in :mod:`authgate.refresh_tokens`; this module is the
-endpoint's side: parameters, the user still being active, and the response
-carrying the successor.
+endpoint's side: parameters, the user still being active (as read at most
+``accounts.CACHE_SECONDS`` ago: disabling a user also revokes every family, which
+stops the rotation itself at once), and the response carrying the successor.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ async def grant(gate: AuthGate, client: Client, form: dict[str, str]) -> dict[st
     if token is None:
         raise InvalidRequest("refresh_token is required")
     successor, grant_, scope = await gate.refresh.rotate(token, client, form.get("scope"))
-    user = await gate.accounts.get(grant_.user_id)
+    user = await gate.accounts.recent(grant_.user_id)
     if user is None or user.disabled:
         await gate.refresh.revoke_family(grant_.family, user=grant_.user_id, client=client,
                                          reason="user disabled or deleted")
