@@ -17,6 +17,13 @@ user at one client); its id is the grant id carried by the access tokens as
   token dies when unused for ``inactivity`` seconds.
 
 Only the HMAC of a token is stored; the token itself exists only in responses.
+
+A token carries its client binding: ``agr_`` + 256-bit body + a tag, the keyed
+hash of the client id and the body (:meth:`RefreshTokens.bind`). A token
+presented by another client fails the tag check before the store is touched,
+so the common refresh -- no ``scope`` parameter -- consumes at once instead of
+reading first. Tokens issued before tags existed (no tag) and requests that
+narrow the scope take the longer road: read, check client and scope, consume.
 """
 
 from __future__ import annotations
@@ -34,6 +41,10 @@ from .store.sealed import Entry, SealedStore
 
 KIND = "refresh_token"
 MAX_TOKEN_CHARS = 512
+BODY_CHARS = 43
+"""A token's body: 32 bytes, base64url."""
+TAG_CHARS = 22
+"""Its client tag: 128 bits of an HMAC-SHA256, base64url (the last character carries 4 more)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,7 @@ class RefreshTokens:
         absolute, idle = self._lifetimes(client)
         now = self.store.clock.now()
         grant = Grant(family, user_id, client.client_id, scope, auth_time, auth_time + absolute, sid)
-        token = new_token(REFRESH_PREFIX)
+        token = self.bind(new_token(REFRESH_PREFIX), client.client_id)
         await self._store(token, grant, now, idle, parent=None)
         await self.audit.record("refresh_token.issued", user=user_id, client=client.client_id,
                                 family=family, reason="authorization_code grant")
@@ -114,6 +125,21 @@ class RefreshTokens:
             await self.store.delete(KIND, self.hasher.hash(successor))
             raise InvalidGrant("the grant was revoked while the refresh token was being rotated")
 
+    def bind(self, unbound: str, client_id: str) -> str:
+        """``unbound`` (prefix + body) with the tag that binds it to ``client_id``."""
+        return unbound + self._tag(unbound[len(REFRESH_PREFIX):], client_id)
+
+    def _tag(self, body: str, client_id: str) -> str:
+        # Client ids never contain NUL (clients.py), so "client\0<id>" is unambiguous.
+        return self.hasher.derive(f"client\x00{client_id}", body, "")[:TAG_CHARS]
+
+    def _bound_to(self, token: str, client_id: str) -> bool | None:
+        """Whether a tagged token was issued to ``client_id``; None for an untagged one."""
+        if len(token) != len(REFRESH_PREFIX) + BODY_CHARS + TAG_CHARS:
+            return None
+        cut = len(REFRESH_PREFIX) + BODY_CHARS
+        return equal(token[cut:], self._tag(token[len(REFRESH_PREFIX):cut], client_id))
+
     async def lookup(self, token: str) -> Entry | None:
         if not token.startswith(REFRESH_PREFIX) or len(token) > MAX_TOKEN_CHARS:
             return None
@@ -125,29 +151,27 @@ class RefreshTokens:
         Checks that cannot burn the token (client, scope) run before it is consumed,
         so a bad request from the rightful client does not turn into reuse later.
         """
-        entry = await self.lookup(token)
-        if entry is None or entry.grant_id is None:
+        if not token.startswith(REFRESH_PREFIX) or len(token) > MAX_TOKEN_CHARS:
             raise InvalidGrant("refresh token is invalid, expired or revoked")
-        grant = Grant.from_data(entry.grant_id, entry.data)
-        if not equal(grant.client_id, client.client_id):
+        bound = self._bound_to(token, client.client_id)
+        if bound is False:
             # Another client's token: refuse, and touch nothing of the victim's.
             raise InvalidGrant("refresh token was issued to another client")
-        granted = parse_scope(grant.scope)
-        if scope is not None:
-            wanted = parse_scope(scope)
-            if not wanted or not set(wanted) <= set(granted):
-                raise InvalidScope("a refresh may keep or narrow the scope, never widen it")
-            new_scope = " ".join(s for s in granted if s in wanted)
-        else:
-            new_scope = grant.scope
+        new_scope = None
+        if bound is None or scope is not None:
+            new_scope = self._checked_scope(await self.lookup(token), client, scope)
         _absolute, idle = self._lifetimes(client)
         now = self.store.clock.now()
         consumed = await self.store.consume(KIND, self.hasher.hash(token))
-        if consumed is None:
+        if consumed is None or consumed.grant_id is None:
             raise InvalidGrant("refresh token is invalid, expired or revoked")
-        successor = self.hasher.derive("rotate", token, REFRESH_PREFIX)
+        grant = Grant.from_data(consumed.grant_id, consumed.data)
+        if not equal(grant.client_id, client.client_id):  # a tag made with our key says otherwise
+            raise InvalidGrant("refresh token was issued to another client")
+        new_scope = grant.scope if new_scope is None else new_scope
+        successor = self.bind(self.hasher.derive("rotate", token, REFRESH_PREFIX), client.client_id)
         if consumed.consumed_at is None:
-            await self._store_successor(successor, grant, now, idle, parent=entry.id)
+            await self._store_successor(successor, grant, now, idle, parent=consumed.id)
             await self.audit.record("refresh_token.rotated", user=grant.user_id,
                                     client=grant.client_id, family=grant.family)
             return successor, grant, new_scope
@@ -156,7 +180,7 @@ class RefreshTokens:
             nxt = await self.store.get(KIND, self.hasher.hash(successor))
             if nxt is None:
                 # The first rotation was cut short before its successor was stored.
-                await self._store_successor(successor, grant, now, idle, parent=entry.id)
+                await self._store_successor(successor, grant, now, idle, parent=consumed.id)
                 return successor, grant, new_scope
             if nxt.consumed_at is None:
                 await self.audit.record("refresh_token.grace", user=grant.user_id,
@@ -167,6 +191,22 @@ class RefreshTokens:
                                  event="refresh_token.reuse",
                                  reason="a rotated refresh token was presented again")
         raise InvalidGrant("refresh token was already used; the grant has been revoked")
+
+    @staticmethod
+    def _checked_scope(entry: Entry | None, client: Client, scope: str | None) -> str:
+        """The scope a refresh grants, from the token's record read before consuming it."""
+        if entry is None or entry.grant_id is None:
+            raise InvalidGrant("refresh token is invalid, expired or revoked")
+        if not equal(entry.data["client_id"], client.client_id):
+            # Another client's token: refuse, and touch nothing of the victim's.
+            raise InvalidGrant("refresh token was issued to another client")
+        granted = parse_scope(entry.data["scope"])
+        if scope is None:
+            return str(entry.data["scope"])
+        wanted = parse_scope(scope)
+        if not wanted or not set(wanted) <= set(granted):
+            raise InvalidScope("a refresh may keep or narrow the scope, never widen it")
+        return " ".join(s for s in granted if s in wanted)
 
     async def revoke_family(self, family: str, *, user: str | None, client: Client | None,
                             event: str = "family.revoked", reason: str = "") -> int:

@@ -9,11 +9,11 @@ import pytest
 
 from authgate.accounts import User
 from authgate.clock import FrozenClock
-from authgate.hashing import REFRESH_PREFIX
-from authgate.refresh_tokens import KIND
+from authgate.hashing import REFRESH_PREFIX, new_token
+from authgate.refresh_tokens import BODY_CHARS, KIND, TAG_CHARS, Grant
 from authgate.service import AuthGate
 
-from .conftest import basic, introspect, login_tokens, refresh
+from .conftest import CONF_ID, basic, introspect, login_tokens, refresh
 
 
 async def test_every_use_rotates(http: httpx.AsyncClient, gate: AuthGate, conf: tuple[str, str],
@@ -123,8 +123,11 @@ async def test_another_clients_token_revokes_nothing(
     _c, secret = await gate.clients.add("thief", redirect_uris=["https://evil.example/cb"])
     assert secret
     rt = (await login_tokens(http, gate, conf, alice))["refresh_token"]
-    r = await refresh(http, ("thief", secret), rt)
-    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    for extra in ({}, {"scope": "openid"}):  # tag checked first / record read first
+        r = await refresh(http, ("thief", secret), rt, **extra)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+        entry = await gate.refresh.lookup(rt)
+        assert entry is not None and entry.consumed_at is None  # not even spent
     assert (await refresh(http, conf, rt)).status_code == 200
 
 
@@ -235,3 +238,81 @@ async def test_revocation_during_rotation_leaves_no_live_successor(
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
     monkeypatch.undo()
     assert [e for e in await gate.store.by_subject(KIND, alice.id) if e.consumed_at is None] == []
+
+
+async def test_user_is_read_at_most_every_few_seconds(
+    http: httpx.AsyncClient, gate: AuthGate, conf: tuple[str, str], alice: User, clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refreshes reuse a user read within CACHE_SECONDS; a local change is seen at once."""
+    from authgate.accounts import CACHE_SECONDS
+
+    reads: list[str] = []
+    get = gate.accounts.get
+
+    async def counted(user_id: str) -> User | None:
+        reads.append(user_id)
+        return await get(user_id)
+
+    monkeypatch.setattr(gate.accounts, "get", counted)
+    rt = (await login_tokens(http, gate, conf, alice))["refresh_token"]
+    reads.clear()
+    for _ in range(3):
+        rt = (await refresh(http, conf, rt)).json()["refresh_token"]
+    assert reads == [alice.id]
+    clock.advance(CACHE_SECONDS)
+    rt = (await refresh(http, conf, rt)).json()["refresh_token"]
+    assert reads == [alice.id] * 2
+    alice.disabled = True
+    await gate.accounts.save(alice)  # without signing out: only the user check stops it
+    r = await refresh(http, conf, rt)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+
+
+async def legacy_token(gate: AuthGate, user: User) -> str:
+    """A refresh token as issued before tokens carried a client tag (prefix + body only)."""
+    client = await gate.clients.get(CONF_ID)
+    assert client is not None
+    token = new_token(REFRESH_PREFIX)
+    now = gate.clock.now()
+    grant = Grant("fam-legacy", user.id, CONF_ID, "openid offline_access", now, now + 86400)
+    assert await gate.refresh._store(token, grant, now, 3600, parent=None)
+    return token
+
+
+async def test_tokens_issued_before_client_tags_keep_working(
+    http: httpx.AsyncClient, gate: AuthGate, conf: tuple[str, str], alice: User
+) -> None:
+    """An untagged token still refreshes (nobody is logged out by an upgrade); its successor is tagged."""
+    old = await legacy_token(gate, alice)
+    r = await refresh(http, conf, old)
+    assert r.status_code == 200, r.text
+    successor = r.json()["refresh_token"]
+    assert len(successor) == len(REFRESH_PREFIX) + BODY_CHARS + TAG_CHARS
+    assert (await refresh(http, conf, old)).json()["refresh_token"] == successor  # grace as ever
+    assert (await refresh(http, conf, successor)).status_code == 200
+
+
+async def test_untagged_token_of_another_client_is_not_spent(
+    http: httpx.AsyncClient, gate: AuthGate, conf: tuple[str, str], alice: User
+) -> None:
+    """Without a tag the record is read first: another client gets invalid_grant, nothing is spent."""
+    _c, secret = await gate.clients.add("thief", redirect_uris=["https://evil.example/cb"])
+    assert secret
+    old = await legacy_token(gate, alice)
+    r = await refresh(http, ("thief", secret), old)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    entry = await gate.refresh.lookup(old)
+    assert entry is not None and entry.consumed_at is None
+    assert (await refresh(http, conf, old)).status_code == 200
+
+
+async def test_a_forged_tag_is_refused_before_the_store(
+    http: httpx.AsyncClient, gate: AuthGate, conf: tuple[str, str], alice: User
+) -> None:
+    """A token whose tag was altered is invalid_grant and the real token stays unspent."""
+    rt = (await login_tokens(http, gate, conf, alice))["refresh_token"]
+    forged = rt[:-TAG_CHARS] + ("A" if rt[-TAG_CHARS] != "A" else "B") + rt[-TAG_CHARS + 1:]
+    r = await refresh(http, conf, forged)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    assert (await refresh(http, conf, rt)).status_code == 200
