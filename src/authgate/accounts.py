@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import LoginSettings
@@ -105,8 +105,11 @@ class Accounts:
                 self._cache.clear()
             hit = (now + CACHE_SECONDS, await self.get(user_id))
             self._cache[user_id] = hit
-        user = hit[1]
-        return replace(user, roles=list(user.roles)) if user is not None else None
+        u = hit[1]
+        if u is None:
+            return None
+        return User(u.id, u.username, u.password_hash, u.name, u.email, u.disabled, u.created_at,
+                    list(u.roles))
 
     async def by_username(self, username: str) -> User | None:
         entries = await self.store.by_subject(KIND, normalize_username(username), limit=1)

@@ -10,7 +10,7 @@ human passwords (:mod:`authgate.passwords`).
 from __future__ import annotations
 
 import base64
-import hashlib
+import binascii
 import hmac
 import secrets
 from typing import Final
@@ -41,8 +41,11 @@ class Secret:
         return bool(self._value)
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:
@@ -68,7 +71,7 @@ class TokenHasher:
         self._key = key
 
     def hash(self, token: str) -> str:
-        return b64url(hmac.new(self._key, token.encode("utf-8", "surrogatepass"), hashlib.sha256).digest())
+        return b64url(hmac.digest(self._key, token.encode("utf-8", "surrogatepass"), "sha256"))
 
     def verify(self, token: str, expected_hash: str) -> bool:
         return hmac.compare_digest(self.hash(token), expected_hash)
@@ -80,8 +83,8 @@ class TokenHasher:
         server key. Every concurrent rotation of one refresh token therefore
         arrives at the *same* successor without coordinating.
         """
-        mac = hmac.new(self._key, f"{label}\x00{token}".encode("utf-8", "surrogatepass"), hashlib.sha256)
-        return prefix + b64url(mac.digest())
+        mac = hmac.digest(self._key, f"{label}\x00{token}".encode("utf-8", "surrogatepass"), "sha256")
+        return prefix + b64url(mac)
 
 
 def equal(a: str, b: str) -> bool:

@@ -42,34 +42,27 @@ def _basic(request: Request) -> tuple[str, str] | None:
 async def authenticate_client(request: Request, form: dict[str, str], registry: ClientRegistry,
                               *, allow_public: bool = True) -> Client:
     try:
-        return await _authenticate(request, form, registry, allow_public)
-    except InvalidClient:
-        throttle = registry.failures
-        host = request.client.host if request.client else "-"
-        throttle.failed(f"{form.get('client_id') or _basic_id(request)}|{host}")
-        raise
-
-
-def _basic_id(request: Request) -> str:
-    try:
-        basic = _basic(request)
-    except InvalidClient:
-        return "?"
-    return basic[0] if basic else "?"
-
-
-def check_throttle(request: Request, form: dict[str, str], registry: ClientRegistry) -> None:
+        basic, malformed = _basic(request), None
+    except InvalidClient as exc:
+        basic, malformed = None, exc
     host = request.client.host if request.client else "-"
-    wait = registry.failures.retry_after(f"{form.get('client_id') or _basic_id(request)}|{host}")
+    # Failures are counted per claimed client id and source address (SECURITY.md 32).
+    key = f"{form.get('client_id') or (basic[0] if basic else '?')}|{host}"
+    wait = registry.failures.retry_after(key)
     if wait > 0:
         raise SlowDown(f"too many failed client authentications; retry in {int(wait) + 1} s",
                        retry_after=wait)
+    try:
+        if malformed is not None:
+            raise malformed
+        return await _authenticate(basic, form, registry, allow_public)
+    except InvalidClient:
+        registry.failures.failed(key)
+        raise
 
 
-async def _authenticate(request: Request, form: dict[str, str], registry: ClientRegistry,
+async def _authenticate(basic: tuple[str, str] | None, form: dict[str, str], registry: ClientRegistry,
                         allow_public: bool) -> Client:
-    check_throttle(request, form, registry)
-    basic = _basic(request)
     body_id, body_secret = form.get("client_id"), form.get("client_secret")
     if basic is not None:
         if body_secret is not None:

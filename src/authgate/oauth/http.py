@@ -10,6 +10,7 @@ control characters are an ``invalid_request``, never a 500.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -21,6 +22,7 @@ from ..errors import InvalidRequest, MethodNotAllowed, OAuthError, RequestTooLar
 MAX_FORM_BYTES = 64 * 1024
 MAX_VALUE_CHARS = 4096
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 async def read_body(request: Request, limit: int = MAX_FORM_BYTES) -> bytes:
@@ -46,7 +48,7 @@ def _decode(raw: bytes) -> str:
         text = unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", "strict")
     except UnicodeDecodeError:
         raise InvalidRequest("parameters must be UTF-8") from None
-    if any(ord(ch) < 0x20 or ch == "\x7f" for ch in text):
+    if _CONTROL.search(text):
         raise InvalidRequest("parameters must not contain control characters")
     if len(text) > MAX_VALUE_CHARS:
         raise InvalidRequest("a parameter is too long")

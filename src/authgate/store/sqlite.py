@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -227,7 +226,7 @@ class SQLiteBackend:
         row = self._write(_SQL["consume"], (now, kind, id, now)).fetchone()
         if row is not None:
             await self._committed()
-            return replace(_record(row), consumed_at=None)
+            return Record(row[0], row[1], bytes(row[2]), row[3], row[4], row[5], None)  # as it was
         return await self.find(kind, id, now=now)
 
     async def destroy(self, kind: str, id: str) -> bool:
