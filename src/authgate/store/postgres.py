@@ -123,6 +123,13 @@ def _rowcount(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections skip asyncpg's default reset query (``RESET ALL``, ``UNLISTEN *``,
+    ...), a round trip as long as the operation itself: the pool only ever runs the
+    single autocommit statements below, which leave no session state behind. (asyncpg
+    still rolls back a transaction left open.)"""
+
+
 def _params(r: Record) -> tuple[Any, ...]:
     return (r.kind, r.id, r.payload, r.expires_at, r.grant_id, r.subject, r.consumed_at)
 
@@ -162,7 +169,7 @@ class PostgresBackend:
                     await conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
                 await conn.run_sync(sql.upgrade)
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=max(1, size),
+                self.dsn, min_size=1, max_size=max(1, size), reset=_keep_session,
                 server_settings={**self._server_settings(), "application_name": "authgate"})
         except BaseException:
             await engine.dispose()

@@ -27,6 +27,9 @@ Index entries of a record Redis already expired are dropped lazily, by
 ``find_by_subject``, ``scan``, ``revoke_by_grant`` and ``purge`` (which walks
 ``P:@exp`` up to ``now``); until then ``count`` may include them.
 
+Every operation is one round trip: ``find`` one ``HGETALL``, every other one
+``EVALSHA`` of a script loaded once when the backend opens.
+
 Scripts build key names from the prefix, so this needs one Redis node (or a
 primary with replicas / Sentinel), not Redis Cluster.
 """
@@ -314,6 +317,16 @@ class RedisBackend:
                 ("scan", _SCAN), ("purge", _PURGE),
             )
         }
+        try:
+            # Loaded once, in one round trip: every call after this is one EVALSHA. (Should
+            # the server lose them -- a restart, SCRIPT FLUSH -- redis-py reloads on NOSCRIPT.)
+            async with client.pipeline(transaction=False) as pipe:
+                for script in self._scripts.values():
+                    pipe.script_load(script.script)
+                await pipe.execute()
+        except BaseException:
+            await client.aclose()
+            raise
         self._client = client
 
     async def close(self) -> None:
