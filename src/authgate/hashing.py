@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import secrets
 from typing import Final
@@ -68,10 +69,16 @@ class TokenHasher:
     def __init__(self, key: bytes) -> None:
         if len(key) < 32:
             raise ValueError("the token hashing key must be at least 32 bytes")
-        self._key = key
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+        """Keyed once; each hash starts from a copy (half the cost of keying it again)."""
+
+    def _mac(self, data: str) -> bytes:
+        mac = self._keyed.copy()
+        mac.update(data.encode("utf-8", "surrogatepass"))
+        return mac.digest()
 
     def hash(self, token: str) -> str:
-        return b64url(hmac.digest(self._key, token.encode("utf-8", "surrogatepass"), "sha256"))
+        return b64url(self._mac(token))
 
     def verify(self, token: str, expected_hash: str) -> bool:
         return hmac.compare_digest(self.hash(token), expected_hash)
@@ -83,8 +90,7 @@ class TokenHasher:
         server key. Every concurrent rotation of one refresh token therefore
         arrives at the *same* successor without coordinating.
         """
-        mac = hmac.digest(self._key, f"{label}\x00{token}".encode("utf-8", "surrogatepass"), "sha256")
-        return prefix + b64url(mac)
+        return prefix + b64url(self._mac(f"{label}\x00{token}"))
 
 
 def equal(a: str, b: str) -> bool:
