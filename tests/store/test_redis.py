@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -116,3 +117,24 @@ async def test_unreachable_redis_fails_on_open() -> None:
     with pytest.raises(aioredis.ConnectionError):
         await backend.open()
     await backend.close()
+
+
+async def test_concurrent_operations_each_get_their_own_reply(store: RedisBackend,
+                                                              clock: FrozenClock) -> None:
+    """Operations sent together in one pipelined batch are answered one by one, in order."""
+    now = clock.now()
+    await asyncio.gather(*(store.upsert(Record("code", f"c{i}", f"p{i}".encode()), now=now)
+                           for i in range(300)))
+    found = await asyncio.gather(*(store.find("code", f"c{i}", now=now) for i in range(300)))
+    assert [r.payload if r else None for r in found] == [f"p{i}".encode() for i in range(300)]
+    consumed = await asyncio.gather(*(store.consume("code", "c7", now=now) for _ in range(20)))
+    assert sum(1 for r in consumed if r is not None and r.consumed_at is None) == 1
+
+
+async def test_a_script_the_server_lost_is_loaded_again(store: RedisBackend,
+                                                        clock: FrozenClock) -> None:
+    """NOSCRIPT (Redis restarted, SCRIPT FLUSH) reloads the script and the operation succeeds."""
+    now = clock.now()
+    store._scripts["upsert"].sha = "0" * 40  # what the server does not know
+    await store.upsert(Record("code", "after-flush", b"x"), now=now)
+    assert await store.find("code", "after-flush", now=now) is not None

@@ -27,8 +27,9 @@ Index entries of a record Redis already expired are dropped lazily, by
 ``find_by_subject``, ``scan``, ``revoke_by_grant`` and ``purge`` (which walks
 ``P:@exp`` up to ``now``); until then ``count`` may include them.
 
-Every operation is one round trip: ``find`` one ``HGETALL``, every other one
-``EVALSHA`` of a script loaded once when the backend opens.
+Every operation is one command: ``find`` an ``HGETALL``, every other one an
+``EVALSHA`` of a script loaded once when the backend opens. Concurrent
+operations share round trips (:mod:`authgate.store.redis_batch`).
 
 Scripts build key names from the prefix, so this needs one Redis node (or a
 primary with replicas / Sentinel), not Redis Cluster.
@@ -43,9 +44,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from ..errors import ConfigError
 from .base import Record
+from .redis_batch import Batcher
 
 Arg = str | bytes | int | float
 _KIND = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -298,6 +301,7 @@ class RedisBackend:
     def __init__(self, url: str) -> None:
         self.url, self.prefix = redis_options(url)
         self._client: aioredis.Redis | None = None
+        self._batch: Batcher | None = None
         self._scripts: dict[str, AsyncScript] = {}
 
     async def open(self) -> None:
@@ -327,11 +331,15 @@ class RedisBackend:
         except BaseException:
             await client.aclose()
             raise
+        self._batch = Batcher(client)
         self._client = client
 
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
+            if self._batch is not None:
+                await self._batch.close()
+                self._batch = None
             await client.aclose()
 
     @property
@@ -340,10 +348,20 @@ class RedisBackend:
             raise RuntimeError("RedisBackend used before open()")
         return self._client
 
-    async def _run(self, script: str, *args: Arg) -> Any:
-        if self._client is None:
+    @property
+    def batch(self) -> Batcher:
+        if self._batch is None:
             raise RuntimeError("RedisBackend used before open()")
-        return await self._scripts[script](keys=[], args=[self.prefix, *args])
+        return self._batch
+
+    async def _run(self, name: str, *args: Arg) -> Any:
+        script = self._scripts.get(name)
+        if script is None or self._batch is None:
+            raise RuntimeError("RedisBackend used before open()")
+        try:
+            return await self._batch.call("EVALSHA", script.sha, 0, self.prefix, *args)
+        except NoScriptError:  # the server lost its scripts (restart, SCRIPT FLUSH): reload
+            return await script(keys=[], args=[self.prefix, *args])
 
     def _key(self, kind: str, id: str) -> str:
         return f"{self.prefix}:{_check_kind(kind)}:{id}"
@@ -364,7 +382,7 @@ class RedisBackend:
         return bool(await self._run("insert", *self._write_args(record, now), repr(now)))
 
     async def find(self, kind: str, id: str, *, now: float) -> Record | None:
-        h = cast(dict[bytes, bytes], await self.client.hgetall(self._key(kind, id)))
+        h = cast(dict[bytes, bytes], await self.batch.call("HGETALL", self._key(kind, id)))
         if not h:
             return None
         record = _record(kind, id, h)
