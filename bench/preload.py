@@ -119,9 +119,9 @@ async def bulk_load(backend: Any, records: Sequence[Record], now: float) -> None
     if name == "PostgresBackend":
         rows = [(r.kind, r.id, r.payload, r.expires_at, r.grant_id, r.subject, r.consumed_at)
                 for r in records]
-        await backend.pool.copy_records_to_table(
-            "authgate_records", records=rows, columns=COLUMNS,
-            schema_name=backend.schema)
+        async with backend.connection() as conn:
+            await conn.copy_records_to_table("authgate_records", records=rows, columns=COLUMNS,
+                                             schema_name=backend.schema)
     elif name == "SQLiteBackend":
         db = backend.db
         db.execute("BEGIN")
@@ -151,7 +151,8 @@ async def _redis_load(backend: Any, records: Sequence[Record], now: float) -> No
 async def analyse(backend: Any) -> None:
     """Fresh planner statistics after a bulk load (what autovacuum would do shortly)."""
     if type(backend).__name__ == "PostgresBackend":
-        await backend.pool.execute("ANALYZE authgate_records")
+        async with backend.connection() as conn:
+            await conn.execute("ANALYZE authgate_records")
     elif type(backend).__name__ == "SQLiteBackend":
         backend.db.execute("ANALYZE")
 

@@ -42,7 +42,7 @@ async def filled(store_url: Callable[[str], str]) -> AsyncIterator[PostgresBacke
 async def _plan(backend: PostgresBackend, name: str, args: tuple[object, ...], *,
                 seqscan: bool) -> str:
     """EXPLAIN one of the backend's own fixed statements with its parameters bound."""
-    async with backend.pool.acquire() as conn, conn.transaction():
+    async with backend.connection() as conn, conn.transaction():
         if not seqscan:
             await conn.execute("SET LOCAL enable_seqscan = off")
         rows = await conn.fetch("EXPLAIN " + STATEMENTS[name], *args)
@@ -111,7 +111,7 @@ async def test_connections_closed_by_the_server_are_replaced(
     async with opened(store_url("postgres")) as backend:
         assert isinstance(backend, PostgresBackend)
         await backend.upsert(Record("code", "c1", SEALED), now=NOW)
-        async with backend.pool.acquire() as conn:
+        async with backend.connection() as conn:
             pid = await conn.fetchval("SELECT pg_backend_pid()")
         killer = await asyncpg.connect(backend.dsn)
         try:
@@ -122,3 +122,26 @@ async def test_connections_closed_by_the_server_are_replaced(
         found = await backend.find("code", "c1", now=NOW)
         assert found is not None
         assert found.payload == SEALED
+
+
+async def test_connections_are_bounded_and_survive_errors_and_cancellation(
+    store_url: Callable[[str], str],
+) -> None:
+    """At most pool_size + max_overflow connections; a refused statement keeps its connection,
+    a cancelled one is dropped, and the store keeps working after both."""
+    async with opened(store_url("postgres") + "&pool_size=1&max_overflow=1") as backend:
+        assert isinstance(backend, PostgresBackend)
+        conns = backend.conns
+        sleep = asyncpg.Connection.fetchval
+        await asyncio.gather(*(conns.run(sleep, "SELECT pg_sleep(0.02)") for _ in range(10)))
+        assert conns._opened <= 2
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await conns.run(asyncpg.Connection.fetchval, "SELECT 1 / 0")
+        slow = asyncio.create_task(conns.run(sleep, "SELECT pg_sleep(5)"))
+        await asyncio.sleep(0.2)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        await backend.upsert(Record("code", "c2", SEALED), now=NOW)
+        assert await backend.find("code", "c2", now=NOW) is not None
+        assert conns._opened <= 2

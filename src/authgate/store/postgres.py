@@ -2,7 +2,7 @@
 
 The schema and its migrations are the ones the SQLite backend uses
 (:mod:`authgate.store.sql`, Alembic). The lifecycle operations are fixed SQL
-run on an asyncpg pool, each statement prepared once per connection (asyncpg's
+run on asyncpg connections, each statement prepared once per connection (asyncpg's
 statement cache) and every value a bound parameter. Building each statement
 with SQLAlchemy cost more than running it (the SQLite backend measured ~4x);
 ``bench/backends.py`` measures this one. Several authgate instances share one
@@ -18,11 +18,12 @@ PostgreSQL itself, never from a lock in this process:
   two instances creating the same rotation successor cannot both win.
 
 Each operation is one statement in autocommit, so one round trip (``consume``
-that loses: two). Idle pooled connections that the server closed (a restart)
-are noticed by asyncpg and replaced on the next acquire. ``pool_size`` and
-``max_overflow`` in the URL query bound the pool (at most their sum, default
-20 connections); SQLAlchemy keeps a small pool of its own for migrations,
-notifications and advisory locks (:mod:`authgate.store.notify`).
+that loses: two), on a connection lent by :mod:`authgate.store.pg_connections`
+(lighter than asyncpg's pool; idle connections the server closed, a restart,
+are replaced on checkout). ``pool_size`` and ``max_overflow`` in the URL query
+bound the connections (at most their sum, default 20); SQLAlchemy keeps a
+small pool of its own for migrations, notifications and advisory locks
+(:mod:`authgate.store.notify`).
 ``?schema=name`` keeps the table (and Alembic's version table) in a schema of
 its own, created on first open: one database can hold several stores, and the
 test suite isolates itself that way.
@@ -31,6 +32,8 @@ test suite isolates itself that way.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -41,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ..errors import ConfigError
 from . import sql
 from .base import Record
+from .pg_connections import Connections
 
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _POOL_OPTIONS = ("pool_size", "max_overflow")
@@ -123,13 +127,6 @@ def _rowcount(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Released connections skip asyncpg's default reset query (``RESET ALL``, ``UNLISTEN *``,
-    ...), a round trip as long as the operation itself: the pool only ever runs the
-    single autocommit statements below, which leave no session state behind. (asyncpg
-    still rolls back a transaction left open.)"""
-
-
 def _params(r: Record) -> tuple[Any, ...]:
     return (r.kind, r.id, r.payload, r.expires_at, r.grant_id, r.subject, r.consumed_at)
 
@@ -140,7 +137,7 @@ class PostgresBackend:
     def __init__(self, url: str) -> None:
         self.url, self.schema, self._pool_options = engine_options(url)
         self._engine: AsyncEngine | None = None
-        self._pool: asyncpg.Pool | None = None
+        self._conns: Connections | None = None
 
     @property
     def dsn(self) -> str:
@@ -151,7 +148,7 @@ class PostgresBackend:
         return {"search_path": self.schema} if self.schema is not None else {}
 
     async def open(self) -> None:
-        if self._pool is not None:
+        if self._conns is not None:
             return
         size = self._pool_options.get("pool_size", 10) + self._pool_options.get("max_overflow", 10)
         engine = create_async_engine(
@@ -168,19 +165,19 @@ class PostgresBackend:
                 if self.schema is not None:
                     await conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
                 await conn.run_sync(sql.upgrade)
-            self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=max(1, size), reset=_keep_session,
-                server_settings={**self._server_settings(), "application_name": "authgate"})
+            conns = Connections(self.dsn, size, {**self._server_settings(),
+                                                 "application_name": "authgate"})
+            await conns.open()
         except BaseException:
             await engine.dispose()
             raise
-        self._engine = engine
+        self._engine, self._conns = engine, conns
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
+        conns, self._conns = self._conns, None
         engine, self._engine = self._engine, None
-        if pool is not None:
-            await pool.close()
+        if conns is not None:
+            await conns.close()
         if engine is not None:
             await engine.dispose()
 
@@ -192,30 +189,40 @@ class PostgresBackend:
         return self._engine
 
     @property
-    def pool(self) -> asyncpg.Pool:
-        """The asyncpg pool every lifecycle operation runs on."""
-        if self._pool is None:
+    def conns(self) -> Connections:
+        """The asyncpg connections every lifecycle operation runs on."""
+        if self._conns is None:
             raise RuntimeError("PostgresBackend used before open()")
-        return self._pool
+        return self._conns
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """One asyncpg connection for several statements (tests, bulk loading)."""
+        async with self.conns.connection() as conn:
+            yield conn
 
     async def _execute(self, name: str, *args: Any) -> int:
-        return _rowcount(await self.pool.execute(STATEMENTS[name], *args))
+        return _rowcount(await self.conns.run(asyncpg.Connection.execute, STATEMENTS[name], *args))
 
     async def _rows(self, name: str, *args: Any) -> list[Record]:
-        return [_record(r) for r in await self.pool.fetch(STATEMENTS[name], *args)]
+        rows = await self.conns.run(asyncpg.Connection.fetch, STATEMENTS[name], *args)
+        return [_record(r) for r in rows]
+
+    async def _row(self, name: str, *args: Any) -> Any:
+        return await self.conns.run(asyncpg.Connection.fetchrow, STATEMENTS[name], *args)
 
     async def upsert(self, record: Record, *, now: float) -> None:
-        await self.pool.execute(STATEMENTS["upsert"], *_params(record))
+        await self._execute("upsert", *_params(record))
 
     async def insert(self, record: Record, *, now: float) -> bool:
         return await self._execute("insert", *_params(record), now) > 0
 
     async def find(self, kind: str, id: str, *, now: float) -> Record | None:
-        row = await self.pool.fetchrow(STATEMENTS["find"], kind, id, now)
+        row = await self._row("find", kind, id, now)
         return _record(row) if row is not None else None
 
     async def consume(self, kind: str, id: str, *, now: float) -> Record | None:
-        row = await self.pool.fetchrow(STATEMENTS["consume"], now, kind, id)
+        row = await self._row("consume", now, kind, id)
         if row is not None:
             return _record((*row, None))
         # Lost the race, already consumed, or absent: report what is there now.
@@ -241,8 +248,5 @@ class PostgresBackend:
         return await self._execute("purge", now, max(0, limit))
 
     async def count(self, kind: str | None = None) -> int:
-        if kind is None:
-            value = await self.pool.fetchval(STATEMENTS["count"])
-        else:
-            value = await self.pool.fetchval(STATEMENTS["count_kind"], kind)
-        return int(value)
+        row = await self._row("count") if kind is None else await self._row("count_kind", kind)
+        return int(row[0])
