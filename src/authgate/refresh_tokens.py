@@ -169,7 +169,8 @@ class RefreshTokens:
         if not equal(grant.client_id, client.client_id):  # a tag made with our key says otherwise
             raise InvalidGrant("refresh token was issued to another client")
         new_scope = grant.scope if new_scope is None else new_scope
-        successor = self.bind(self.hasher.derive("rotate", token, REFRESH_PREFIX), client.client_id)
+        derived = self.hasher.derive("rotate", token, REFRESH_PREFIX)
+        successor = self.bind(derived, client.client_id)
         if consumed.consumed_at is None:
             await self._store_successor(successor, grant, now, idle, parent=consumed.id)
             await self.audit.record("refresh_token.rotated", user=grant.user_id,
@@ -177,7 +178,13 @@ class RefreshTokens:
             return successor, grant, new_scope
         grace = self.settings.refresh_grace
         if grace > 0 and now - consumed.consumed_at <= grace:
-            nxt = await self.store.get(KIND, self.hasher.hash(successor))
+            # An untagged token may have been rotated, just before an upgrade, into an untagged
+            # successor: that one is the successor, lest the family get two live ones.
+            for candidate in (successor, derived) if bound is None else (successor,):
+                nxt = await self.store.get(KIND, self.hasher.hash(candidate))
+                if nxt is not None:
+                    successor = candidate
+                    break
             if nxt is None:
                 # The first rotation was cut short before its successor was stored.
                 await self._store_successor(successor, grant, now, idle, parent=consumed.id)

@@ -316,3 +316,19 @@ async def test_a_forged_tag_is_refused_before_the_store(
     r = await refresh(http, conf, forged)
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
     assert (await refresh(http, conf, rt)).status_code == 200
+
+
+async def test_untagged_successor_from_before_an_upgrade_is_the_grace_answer(
+    http: httpx.AsyncClient, gate: AuthGate, conf: tuple[str, str], alice: User
+) -> None:
+    """Rotated by the previous version just before the upgrade, then retried: one live successor."""
+    old = await legacy_token(gate, alice)
+    consumed = await gate.store.consume(KIND, gate.hasher.hash(old))  # the old version's rotation...
+    assert consumed is not None and consumed.grant_id is not None
+    untagged = gate.hasher.derive("rotate", old, REFRESH_PREFIX)  # ...and its untagged successor
+    grant = Grant.from_data(consumed.grant_id, consumed.data)
+    assert await gate.refresh._store(untagged, grant, gate.clock.now(), 3600, parent=consumed.id)
+    r = await refresh(http, conf, old)  # the lost response, retried within grace
+    assert r.status_code == 200 and r.json()["refresh_token"] == untagged
+    live = [e for e in await gate.store.by_subject(KIND, alice.id) if e.consumed_at is None]
+    assert [e.id for e in live] == [gate.hasher.hash(untagged)]
