@@ -192,7 +192,7 @@ class Bench:
                    sum(r["errors"] for r in results), ops, cpu * 1e6,
                    detail=f"open loop at {rate:,.0f}/s" if rate else "")
 
-    def end_to_end(self, rotation_rate: float) -> Row:
+    def end_to_end(self, rotation_rate: float, *, last: bool = False) -> Row:
         """``POST /token grant_type=refresh_token`` through ``authgate serve`` under wrk; each
         request presents a fresh token from a pool sized from the in-process rotation rate
         just measured (the grant cannot rotate faster than that), so no pool runs dry."""
@@ -203,7 +203,7 @@ class Bench:
         try:
             results = []
             for seconds in (a.warmup, a.duration):
-                need = min(run.POOL_MAX, int(max(rotation_rate, 50) * max(seconds, 1) * 2) + 200)
+                need = min(run.POOL_MAX, int(max(rotation_rate, 20) * max(seconds, 1) * 1.2) + 100)
                 t0 = time.perf_counter()
                 files.append(run._bodies_file(self.mint(self.env, self.server.RP[0], need)))
                 spec.bodies_file = files[-1]
@@ -213,7 +213,8 @@ class Bench:
         finally:
             for f in files:
                 Path(f).unlink(missing_ok=True)
-        self.clean(self.created, self.users)
+        if not last:  # the store is dropped after the last case anyway
+            self.clean(self.created, self.users)
         r = results[-1]
         return Row(self.backend, "e2e", self.stored, r.rps, r.p50_ms, r.p99_ms, r.errors,
                    r.requests, detail=minted)
@@ -274,7 +275,7 @@ def bench_backend(backend: str, sizes: list[int], args: argparse.Namespace) -> l
                     say(f"   {CASE_NAMES[case]} ({size:,} stored)")
                     try:
                         if case == "e2e":
-                            row = b.end_to_end(rotation_rate)
+                            row = b.end_to_end(rotation_rate, last=size == sizes[-1])
                         else:
                             row = b.in_process(case, TARGET_RATE[backend] if case == "paced" else None)
                     except Exception as exc:
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"run this backend (repeatable; default: all of {', '.join(BACKENDS)})")
     p.add_argument("--families", default="1000,1000000",
                    help="stored families to measure at, comma-separated (default: %(default)s)")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds measured per case")
+    p.add_argument("--duration", type=float, default=4.0, help="seconds measured per case")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per case")
     p.add_argument("--tasks", type=int, default=16,
                    help="concurrent tasks per worker process (default: %(default)s)")

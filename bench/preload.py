@@ -138,14 +138,18 @@ async def bulk_load(backend: Any, records: Sequence[Record], now: float) -> None
 
 async def _redis_load(backend: Any, records: Sequence[Record], now: float) -> None:
     """Pipelined EVALSHA of the backend's own ``upsert`` script: the keys and indexes
-    come out exactly as ``upsert`` makes them, a thousand records per round trip."""
+    come out exactly as ``upsert`` makes them, a thousand records per round trip, two
+    pipelines in flight so that packing one overlaps Redis running the other."""
     script = backend._scripts["upsert"]
     await backend.client.script_load(script.script)
-    for i in range(0, len(records), 1000):
+
+    async def pipeline(batch: Sequence[Record]) -> None:
         async with backend.client.pipeline(transaction=False) as pipe:
-            for r in records[i:i + 1000]:
+            for r in batch:
                 pipe.evalsha(script.sha, 0, backend.prefix, *backend._write_args(r, now))
             await pipe.execute()
+    await gather_bounded((pipeline(records[i:i + 1000]) for i in range(0, len(records), 1000)),
+                         limit=2)
 
 
 async def analyse(backend: Any) -> None:
