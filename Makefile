@@ -19,7 +19,7 @@ help:
 	@echo "make test   - ruff check, mypy and pytest (needs PostgreSQL, Redis, Node.js + npm)"
 	@echo "make lint   - ruff check and mypy only"
 	@echo "make bench  - throughput/latency benchmark against same-run references, then the token"
-	@echo "              store per backend at 1,000 and 1,000,000 families (about 15 minutes)"
+	@echo "              store per backend at 1,000 and 1,000,000 families (about 15 more minutes)"
 	@echo "make clean  - remove the virtualenv, caches and build output"
 
 $(BIN)/python:
