@@ -105,7 +105,9 @@ def create_app(settings: Settings | None = None, *, gate: AuthGate | None = None
             await opened.close()
 
     app = Starlette(
-        routes=[*routes(), *gateway_routes(), *(extra_routes or [])],
+        # The gateway's first: its forward-auth route is the per-request one. No pattern of
+        # one list matches a path of the other, so the order changes only the cost.
+        routes=[*gateway_routes(), *routes(), *(extra_routes or [])],
         lifespan=lifespan,
         exception_handlers={OAuthError: _oauth_error, Exception: _server_error},
     )

@@ -67,7 +67,7 @@ async def resolve(gw: Gateway, headers: Headers, cookies: dict[str, str], *,
 async def _from_token(gw: Gateway, token: str, expired_grace: float) -> Resolution:
     now = gw.gate.clock.now()
     try:
-        if _is_access_token(token):
+        if not gw.session_tokens.seen(token) and _is_access_token(token):
             claims = await gw.gate.access.verify(token)
             user = await gw.gate.accounts.get(str(claims["sub"]))
             if user is None or user.disabled:

@@ -8,7 +8,10 @@ from . import login, logout, me, refresh, verify
 
 
 def routes() -> list[BaseRoute]:
+    """Forward-auth first: a front proxy asks it once per request, so it should not wait
+    for every other pattern to be tried (Starlette matches routes in order)."""
     return [
+        Route("/.auth/verify", verify.endpoint, methods=["GET", "HEAD"]),
         Route("/.auth/login/done", login.done, methods=["GET"]),
         Route("/.auth/login/{provider}", login.start, methods=["GET"]),
         Route("/.auth/login/{provider}", login.client_directed, methods=["POST"]),
@@ -16,5 +19,4 @@ def routes() -> list[BaseRoute]:
         Route("/.auth/logout", logout.endpoint, methods=["GET", "POST"]),
         Route("/.auth/me", me.endpoint, methods=["GET"]),
         Route("/.auth/refresh", refresh.endpoint, methods=["GET", "POST"]),
-        Route("/.auth/verify", verify.endpoint, methods=["GET", "HEAD"]),
     ]

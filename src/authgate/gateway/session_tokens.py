@@ -86,6 +86,10 @@ def mint_session_token(*, user_id: str, provider: str, signing_key: str, public_
     return jwt.encode({"alg": alg, "typ": "JWT"}, claims, OctKey.import_key(key))
 
 
+def _cache_key(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
 @dataclass(frozen=True)
 class SessionClaims:
     sid: str | None
@@ -118,12 +122,16 @@ class SessionTokens:
                               OctKey.import_key(self.hmac_key))
         return self.keys.sign(claims, typ=ES_TYP)
 
+    def seen(self, token: str) -> bool:
+        """True if ``token`` passed :meth:`verify` lately (it is still checked again)."""
+        return self._verified.get(_cache_key(token)) is not None
+
     def verify(self, token: str, *, now: float, leeway: float = 60,
                expired_grace: float = 0) -> SessionClaims:
         """Check signature and claims; ``expired_grace`` accepts recently expired tokens (/.auth/refresh)."""
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken("session token too large")
-        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        key = _cache_key(token)
         sc = self._verified.get(key)
         if sc is None:
             sc = self._verify(token, now=now, leeway=leeway, expired_grace=expired_grace)
