@@ -211,12 +211,17 @@ class Authgate(Process):
 
 
 class Gateway(Authgate):
-    """``authgate serve`` in front of the bare app (both pinned to the server core), with one
-    signed-in gateway session: ``self.cookie`` (browser) and ``self.session_token`` (X-ZUMO-AUTH)."""
+    """``authgate serve`` in front of the bare app, with one signed-in gateway session:
+    ``self.cookie`` (browser) and ``self.session_token`` (X-ZUMO-AUTH).
+
+    authgate gets the server core to itself, like every server under test; the app
+    behind it runs where ``upstream_cpu`` says (run.py: the load generator's core, as a
+    separate service would; ``None``: the server core, sharing it with authgate)."""
 
     name = "gateway"
     cookie = ""
     session_token = ""
+    upstream_cpu: int | None = None
 
     def __init__(self) -> None:
         super().__init__(lambda env, client, n: [])
@@ -224,7 +229,7 @@ class Gateway(Authgate):
         self.env["AUTHGATE_GATEWAY__UNAUTHENTICATED_ACTION"] = "401"
 
     def start(self, cpu: int | None) -> None:
-        self.upstream.start(cpu)
+        self.upstream.start(self.upstream_cpu if self.upstream_cpu is not None else cpu)
         self.env["AUTHGATE_UPSTREAM"] = self.upstream.base_url
         super().start(cpu)
         self.cookie, self.session_token = sign_in(self.env)
