@@ -6,6 +6,7 @@ Endpoints, the CLI and tests all reach the pieces through one
 
 from __future__ import annotations
 
+from . import refresh_tokens
 from .access_tokens import AccessTokens
 from .accounts import Accounts
 from .audit import AuditLog
@@ -69,6 +70,27 @@ class AuthGate:
     async def close(self) -> None:
         await self.cluster.stop()
         await self.store.close()
+
+    async def remove_client(self, client_id: str) -> int | None:
+        """Delete a client and revoke every grant it holds; None when there is no such client.
+
+        Returns how many refresh-token families were revoked. Their outstanding access
+        tokens are denied, and re-registering the same ``client_id`` later does not bring
+        the old refresh tokens back. Finding them reads every stored refresh token (there
+        is no index by client): an administrative operation, not a hot path.
+        """
+        client = await self.clients.get(client_id)
+        if client is None or not await self.clients.remove(client_id):
+            return None
+        families = {e.grant_id: e.data.get("user_id")
+                    for e in await self.store.all(refresh_tokens.KIND)
+                    if e.grant_id and e.data.get("client_id") == client_id}
+        for family, user in sorted(families.items()):
+            await self.refresh.revoke_family(family, user=user, client=client,
+                                             event="family.revoked", reason="client removed")
+        await self.audit.record("client.removed", client=client_id,
+                                reason=f"{len(families)} grant(s) revoked")
+        return len(families)
 
     async def sign_out_everywhere(self, user_id: str, *, reason: str = "sign out everywhere") -> int:
         """Revoke every family, SSO session and outstanding access token of a user."""

@@ -125,10 +125,11 @@ def list_(args: argparse.Namespace) -> int:
 
 def remove(args: argparse.Namespace) -> int:
     async def go(gate: AuthGate) -> int:
-        if not await gate.clients.remove(args.client_id):
+        revoked = await gate.remove_client(args.client_id)
+        if revoked is None:
             raise CLIError(f"no client {clean(args.client_id)!r}")
-        print(f"removed client {args.client_id!r}: its refresh tokens no longer refresh; "
-              "access tokens already issued stay valid until they expire")
+        print(f"removed client {args.client_id!r} and revoked its {revoked} grant(s): "
+              "its refresh tokens and access tokens no longer work")
         return 0
 
     return with_gate(load(args), go)
