@@ -92,6 +92,18 @@ class AuthGate:
                                 reason=f"{len(families)} grant(s) revoked")
         return len(families)
 
+    async def _end_gateway_sessions(self, user_id: str) -> None:
+        """End the gateway sessions (and drop the stored tokens) of a user who signed in
+        through the ``local`` provider. Other instances' session caches let go within
+        ``gateway.sessions.CACHE_SECONDS``."""
+        # Imported here: the gateway package builds on this module.
+        from .gateway import provider_tokens, sessions
+
+        key = sessions.user_key("local", user_id)
+        for kind in (sessions.KIND, provider_tokens.KIND):
+            for entry in await self.store.by_subject(kind, key, limit=10_000):
+                await self.store.delete(kind, entry.id)
+
     async def sign_out_everywhere(self, user_id: str, *, reason: str = "sign out everywhere") -> int:
         """Revoke every family, SSO session and outstanding access token of a user."""
         families = await self.refresh.families_of(user_id)
@@ -100,6 +112,7 @@ class AuthGate:
             await self.refresh.revoke_family(family, user=user_id, client=client,
                                              event="family.revoked", reason=reason)
         await self.sso.end_all(user_id)
+        await self._end_gateway_sessions(user_id)
         t = self.settings.tokens
         await self.denylist.deny_user(user_id, self.clock.now() + t.access_token_lifetime + t.leeway)
         await self.audit.record("user.signed_out", user=user_id, reason=reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import unquote, urlsplit
 
@@ -9,6 +10,7 @@ import httpx
 from starlette.applications import Starlette
 
 from authgate.clock import FrozenClock
+from authgate.gateway import sessions
 from authgate.gateway.providers.claims import EMAIL, NAMEIDENTIFIER
 
 from ._login_helpers import SAME_ORIGIN, add_user, error_of, local_login, query, start_login
@@ -165,3 +167,16 @@ async def test_unknown_provider_is_404(local_app: Starlette, browser: httpx.Asyn
     """Login at a provider that is not configured is a 404 JSON error, not a 500."""
     assert error_of(await browser.get("/.auth/login/nope")) == (404, "unknown_provider")
     assert error_of(await browser.get("/.auth/login/nope/callback")) == (404, "unknown_provider")
+
+
+async def test_sign_out_everywhere_ends_the_gateway_session(local_app: Starlette,
+                                                            browser: httpx.AsyncClient) -> None:
+    """`authgate tokens revoke --user` (and disabling the user) signs the browser out too."""
+    uid = await add_alice(local_app)
+    await local_login(browser)
+    assert (await browser.get("/.auth/me")).status_code == 200
+    gw = gateway_of_app(local_app)
+    await gw.gate.sign_out_everywhere(uid)
+    await asyncio.sleep(sessions.CACHE_SECONDS + 0.1)  # this process's cached copy lets go
+    assert (await browser.get("/.auth/me")).status_code == 401
+    assert await gw.provider_tokens.get(f"local|{uid}", "local", cached=False) is None
