@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cache import Cache
 from .config import LoginSettings
 from .errors import ConfigError
 from .hashing import new_id
@@ -67,7 +68,8 @@ class Accounts:
     def __init__(self, store: SealedStore, settings: LoginSettings | None = None) -> None:
         self.store = store
         self.settings = settings or LoginSettings()
-        self._cache: dict[str, tuple[float, User | None]] = {}
+        self._cache: Cache[str, tuple[User | None]] = Cache(ttl=CACHE_SECONDS, size=CACHE_SIZE,
+                                                            clock=store.clock.now)
 
     async def add(self, username: str, password: str, *, name: str = "", email: str = "") -> User:
         uname = normalize_username(username)
@@ -84,7 +86,7 @@ class Accounts:
 
     async def save(self, user: User) -> None:
         await self.store.put(KIND, user.id, user.to_data(), subject=user.username)
-        self._cache.pop(user.id, None)
+        self._cache.drop(user.id)
 
     async def get(self, user_id: str) -> User | None:
         entry = await self.store.get(KIND, user_id)
@@ -98,14 +100,11 @@ class Accounts:
         which stops the next refresh at once whatever this cache holds; a change made
         by this process drops its entry at once.
         """
-        now = self.store.clock.now()
         hit = self._cache.get(user_id)
-        if hit is None or hit[0] <= now:
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.clear()
-            hit = (now + CACHE_SECONDS, await self.get(user_id))
-            self._cache[user_id] = hit
-        u = hit[1]
+        if hit is None:
+            hit = (await self.get(user_id),)  # "no such user" is remembered too
+            self._cache.put(user_id, hit)
+        u = hit[0]
         if u is None:
             return None
         return User(u.id, u.username, u.password_hash, u.name, u.email, u.disabled, u.created_at,

@@ -6,8 +6,10 @@ and again. :class:`Cache` keeps the answer for a short ``ttl`` so a burst of
 requests costs one store read and one signature check, not one each.
 
 * Bounded: at most ``size`` entries; the oldest insertion goes first.
-* Short-lived: an entry older than ``ttl`` seconds (monotonic time, not the
-  store's clock, which tests may freeze) is a miss. Changes made by *another*
+* Short-lived: an entry older than ``ttl`` seconds is a miss. Time is
+  monotonic by default (not the store's clock, which tests may freeze); a
+  cache whose lifetime is part of the contract (the user re-read of the
+  refresh grant) passes the store's clock instead. Changes made by *another*
   instance are therefore seen within ``ttl``; the gateway keeps it at 0.5 s,
   under the 1 s within which revocation must be seen across instances.
 * Changes made by *this* process are never stale: the code that writes or

@@ -195,6 +195,11 @@ class UpstreamResponse:
             except TimeoutError:
                 self.fail(UpstreamTimeout("the app stopped sending its response"))
 
+    @property
+    def reusable(self) -> bool:
+        """Read whole, and the app lets the connection live on."""
+        return self.complete and self.keep_alive and not self._chunks
+
     async def aclose(self) -> None:
         """Give the connection back when the response was read whole, else close it."""
         self._conn.finished(self)
@@ -266,7 +271,7 @@ class _Connection(asyncio.Protocol):
         if self.response is not response:
             return
         self.response = None
-        if response.complete and response.keep_alive and not response._chunks and not self.closed:
+        if response.reusable and not self.closed:
             self.pool._release(self)
         else:
             self.close()
