@@ -270,6 +270,8 @@ def bench_backend(backend: str, sizes: list[int], args: argparse.Namespace) -> l
                 say(f"-- {backend}: preloading to {size:,} families")
                 b.fill(size)
                 plan = [*CASES, *(["paced"] if backend in TARGET_RATE else []), "e2e"]
+                if args.cases:
+                    plan = [c for c in plan if c in args.cases]
                 rotation_rate = 0.0
                 for case in plan:
                     say(f"   {CASE_NAMES[case]} ({size:,} stored)")
@@ -362,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cap", action="append", default=[], metavar="BACKEND=N",
                    help="largest store for a backend (default: " + ", ".join(
                        f"{k}={v}" for k, v in LARGE_CAP.items()) + ")")
+    p.add_argument("--case", dest="cases", action="append", choices=[*CASES, "paced", "e2e"],
+                   help="run only this case (repeatable; default: all). The end-to-end grant "
+                        "sizes its token pool from a rotation case run before it in the same run")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
     for cap in args.cap:
