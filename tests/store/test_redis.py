@@ -140,3 +140,61 @@ async def test_a_script_the_server_lost_is_loaded_again(store: RedisBackend,
     store._scripts["upsert"].sha = "0" * 40  # what the server does not know
     await store.upsert(Record("code", "after-flush", b"x"), now=now)
     assert await store.find("code", "after-flush", now=now) is not None
+
+
+async def test_a_lost_connection_fails_what_was_in_flight_then_reconnects(
+        store: RedisBackend, clock: FrozenClock) -> None:
+    """A command whose connection dies gets an error (it may or may not have run, so it is
+    never sent again); the next command goes out on a new connection."""
+    now = clock.now()
+    await store.upsert(Record("code", "c", b"x"), now=now)
+    first = await store.batch.call("CLIENT", "ID")
+    blocked = asyncio.create_task(store.batch.call("BLPOP", f"{store.prefix}:nothing", 10))
+    for _ in range(100):  # until the server has it blocked
+        if any(c["id"] == str(first) and c["cmd"] == "blpop" for c in await store.client.client_list()):
+            break
+        await asyncio.sleep(0.02)
+    await store.client.client_kill_filter(_id=first)
+    with pytest.raises(aioredis.ConnectionError):
+        await blocked
+    assert (await store.find("code", "c", now=now)) is not None
+    assert await store.batch.call("CLIENT", "ID") != first
+
+
+async def test_a_cancelled_caller_does_not_shift_the_replies(store: RedisBackend) -> None:
+    """A caller cancelled while its command is in flight: its reply is read and dropped, and
+    every later caller still gets its own."""
+    slow = asyncio.create_task(store.batch.call("BLPOP", f"{store.prefix}:nothing", 0.3))
+    await asyncio.sleep(0.05)
+    slow.cancel()
+    echoes = await asyncio.gather(*(store.batch.call("ECHO", f"e{i}") for i in range(50)))
+    assert echoes == [f"e{i}".encode() for i in range(50)]
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+
+
+async def test_an_error_reply_goes_to_its_own_caller(store: RedisBackend) -> None:
+    await store.client.set(f"{store.prefix}:plain", "v")
+    replies = await asyncio.gather(store.batch.call("ECHO", "a"),
+                                   store.batch.call("HGETALL", f"{store.prefix}:plain"),
+                                   store.batch.call("ECHO", "b"), return_exceptions=True)
+    assert replies[0] == b"a" and replies[2] == b"b"
+    assert isinstance(replies[1], aioredis.ResponseError) and "WRONGTYPE" in str(replies[1])
+
+
+async def test_close_waits_for_the_replies_in_flight(store_url: Callable[[str], str]) -> None:
+    async with opened(store_url("redis")) as backend:
+        assert isinstance(backend, RedisBackend)
+        waiting = asyncio.create_task(backend.batch.call("BLPOP", f"{backend.prefix}:nothing", 0.2))
+        await asyncio.sleep(0.05)
+    assert await waiting is None  # BLPOP timed out on the server: answered, not cut off
+
+
+async def test_a_resp3_url_still_works(store_url: Callable[[str], str], clock: FrozenClock) -> None:
+    """?protocol=3 is redis-py's; the pipelined connection speaks RESP2 whatever the URL says."""
+    now = clock.now()
+    async with opened(store_url("redis") + "&protocol=3") as backend:
+        await backend.upsert(Record("code", "c", b"x", subject="s", grant_id="g"), now=now)
+        found = await backend.find("code", "c", now=now)
+        assert found is not None and found.payload == b"x" and found.subject == "s"
+        assert [r.id for r in await backend.find_by_subject("code", "s", now=now)] == ["c"]

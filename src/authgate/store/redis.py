@@ -382,10 +382,10 @@ class RedisBackend:
         return bool(await self._run("insert", *self._write_args(record, now), repr(now)))
 
     async def find(self, kind: str, id: str, *, now: float) -> Record | None:
-        h = cast(dict[bytes, bytes], await self.batch.call("HGETALL", self._key(kind, id)))
-        if not h:
+        flat = cast(list[bytes], await self.batch.call("HGETALL", self._key(kind, id)))
+        if not flat:
             return None
-        record = _record(kind, id, h)
+        record = _record(kind, id, _pairs(flat))
         return record if record.live(now) else None
 
     async def consume(self, kind: str, id: str, *, now: float) -> Record | None:
