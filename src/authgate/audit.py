@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .hashing import new_id
-from .store.sealed import SealedStore
+from .store.sealed import SealedStore, Write
 
 KIND = "audit"
 RETENTION = 400 * 86400
@@ -49,16 +49,28 @@ class AuditLog:
         self._last = (last_ms, seq + 1) if ms <= last_ms else (ms, 0)
         return f"{self._last[0]:015d}-{self._last[1]:06d}-{new_id(6)}"
 
-    async def record(self, event: str, *, user: str | None = None, client: str | None = None,
-                     family: str | None = None, reason: str = "") -> None:
+    def write(self, event: str, *, user: str | None = None, client: str | None = None,
+              family: str | None = None, reason: str = "") -> Write:
+        """The event as a record to store along with the change it describes
+        (:meth:`SealedStore.rotate`); :meth:`log` it once that stands."""
         now = self.store.clock.now()
-        subject = user or (f"client:{client}" if client else None)
-        event_id = self._next_id(now)
-        await self.store.put(KIND, event_id, {
+        return Write(KIND, self._next_id(now), {
             "at": now, "event": event, "user": user, "client": client,
             "family": family, "reason": reason,
-        }, expires_at=now + self.retention, subject=subject)
-        log.info("audit %s user=%s client=%s family=%s reason=%s", event, user, client, family, reason)
+        }, expires_at=now + self.retention, subject=user or (f"client:{client}" if client else None),
+            create=False)
+
+    @staticmethod
+    def log(write: Write) -> None:
+        d = write.data
+        log.info("audit %s user=%s client=%s family=%s reason=%s", d["event"], d["user"], d["client"],
+                 d["family"], d["reason"])
+
+    async def record(self, event: str, *, user: str | None = None, client: str | None = None,
+                     family: str | None = None, reason: str = "") -> None:
+        w = self.write(event, user=user, client=client, family=family, reason=reason)
+        await self.store.put(w.kind, w.id, w.data, expires_at=w.expires_at, subject=w.subject)
+        self.log(w)
 
     async def for_subject(self, subject: str, limit: int = 1000) -> list[Event]:
         entries = await self.store.by_subject(KIND, subject, limit=limit)

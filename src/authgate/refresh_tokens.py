@@ -37,7 +37,7 @@ from .config import TokenSettings
 from .denylist import Denylist
 from .errors import InvalidGrant, InvalidScope
 from .hashing import REFRESH_PREFIX, TokenHasher, equal, new_token
-from .store.sealed import Entry, SealedStore
+from .store.sealed import Entry, SealedStore, Write
 
 KIND = "refresh_token"
 MAX_TOKEN_CHARS = 512
@@ -101,20 +101,26 @@ class RefreshTokens:
                                 family=family, reason="authorization_code grant")
         return token
 
-    async def _store(self, token: str, grant: Grant, now: float, idle: float,
-                     parent: str | None) -> bool:
+    def _write(self, token: str, grant: Grant, now: float, idle: float, parent: str | None) -> Write:
         data = {"user_id": grant.user_id, "client_id": grant.client_id, "scope": grant.scope,
                 "auth_time": grant.auth_time, "absolute_expires_at": grant.absolute_expires_at,
                 "issued_at": now, "parent": parent, "sid": grant.sid}
-        return await self.store.add(KIND, self.hasher.hash(token), data,
-                                    expires_at=min(now + idle, grant.absolute_expires_at),
-                                    grant_id=grant.family, subject=grant.user_id)
+        return Write(KIND, self.hasher.hash(token), data,
+                     expires_at=min(now + idle, grant.absolute_expires_at),
+                     grant_id=grant.family, subject=grant.user_id)
+
+    async def _store(self, token: str, grant: Grant, now: float, idle: float,
+                     parent: str | None) -> bool:
+        w = self._write(token, grant, now, idle, parent)
+        return await self.store.add(w.kind, w.id, w.data, expires_at=w.expires_at,
+                                    grant_id=w.grant_id, subject=w.subject)
 
     async def _store_successor(self, successor: str, grant: Grant, now: float, idle: float,
                                parent: str) -> None:
-        """Store a rotation's successor -- unless the family was revoked meanwhile.
+        """Store a rotation's successor -- unless the family was revoked meanwhile (the grace
+        path's late successor; a first use rotates through :meth:`SealedStore.rotate`).
 
-        Consuming the parent and storing the successor are two store operations, and a
+        Consuming the parent and storing the successor are two store operations here, and a
         revocation landing between them (reuse detected by a concurrent request or another
         instance, sign-out everywhere) deletes the family but not a successor stored after
         it. Revocation deletes the consumed parent too, so a parent gone once the successor
@@ -162,19 +168,31 @@ class RefreshTokens:
             new_scope = self._checked_scope(await self.lookup(token), client, scope)
         _absolute, idle = self._lifetimes(client)
         now = self.store.clock.now()
-        consumed = await self.store.consume(KIND, self.hasher.hash(token))
+        derived = self.hasher.derive("rotate", token, REFRESH_PREFIX)
+        successor = self.bind(derived, client.client_id)
+        event: list[Write] = []
+
+        def follow(parent: Entry) -> list[Write]:
+            """What a first use writes: the successor and the audit event, atomically with
+            the consume where the backend can (:meth:`SealedStore.rotate`)."""
+            if parent.grant_id is None or not equal(parent.data["client_id"], client.client_id):
+                return []  # refused below
+            grant = Grant.from_data(parent.grant_id, parent.data)
+            event.append(self.audit.write("refresh_token.rotated", user=grant.user_id,
+                                          client=grant.client_id, family=grant.family))
+            return [self._write(successor, grant, now, idle, parent=parent.id), event[0]]
+
+        consumed, stands = await self.store.rotate(KIND, self.hasher.hash(token), follow)
         if consumed is None or consumed.grant_id is None:
             raise InvalidGrant("refresh token is invalid, expired or revoked")
         grant = Grant.from_data(consumed.grant_id, consumed.data)
         if not equal(grant.client_id, client.client_id):  # a tag made with our key says otherwise
             raise InvalidGrant("refresh token was issued to another client")
         new_scope = grant.scope if new_scope is None else new_scope
-        derived = self.hasher.derive("rotate", token, REFRESH_PREFIX)
-        successor = self.bind(derived, client.client_id)
         if consumed.consumed_at is None:
-            await self._store_successor(successor, grant, now, idle, parent=consumed.id)
-            await self.audit.record("refresh_token.rotated", user=grant.user_id,
-                                    client=grant.client_id, family=grant.family)
+            if not stands:
+                raise InvalidGrant("the grant was revoked while the refresh token was being rotated")
+            self.audit.log(event[0])
             return successor, grant, new_scope
         grace = self.settings.refresh_grace
         if grace > 0 and now - consumed.consumed_at <= grace:

@@ -224,7 +224,8 @@ async def test_revocation_during_rotation_leaves_no_live_successor(
     http: httpx.AsyncClient, gate: AuthGate, conf: tuple[str, str], alice: User,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A family revoked between consuming a token and storing its successor stays revoked."""
+    """A family revoked between consuming a token and storing its successor stays revoked
+    (the fallback rotation, for backends without ``consume_then``)."""
     rt = (await login_tokens(http, gate, conf, alice))["refresh_token"]
     family = (await gate.refresh.lookup(rt)).grant_id  # type: ignore[union-attr]
     store_add = gate.store.add
@@ -233,11 +234,33 @@ async def test_revocation_during_rotation_leaves_no_live_successor(
         await gate.store.revoke_grant(str(family))  # reuse detected elsewhere, meanwhile
         return await store_add(*args, **kwargs)  # type: ignore[arg-type]
 
+    monkeypatch.setattr(gate.store, "_consume_then", None)
     monkeypatch.setattr(gate.store, "add", revoked_first)
     r = await refresh(http, conf, rt)
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
     monkeypatch.undo()
     assert [e for e in await gate.store.by_subject(KIND, alice.id) if e.consumed_at is None] == []
+    events = [e.event for e in await gate.audit.for_subject(alice.id)]
+    assert "refresh_token.rotated" not in events  # the rotation did not stand
+
+
+@pytest.mark.parametrize("path", ["consume_then", "fallback"])
+async def test_revocation_racing_rotation_leaves_no_live_successor(
+    http: httpx.AsyncClient, gate: AuthGate, conf: tuple[str, str], alice: User,
+    monkeypatch: pytest.MonkeyPatch, path: str,
+) -> None:
+    """A refresh and a revocation of its family started together, in either order: the
+    family ends with no live member, whichever got there first."""
+    if path == "fallback":
+        monkeypatch.setattr(gate.store, "_consume_then", None)
+    for first in ("refresh", "revoke"):
+        rt = (await login_tokens(http, gate, conf, alice))["refresh_token"]
+        family = (await gate.refresh.lookup(rt)).grant_id  # type: ignore[union-attr]
+        assert family is not None
+        jobs = [refresh(http, conf, rt), gate.store.revoke_grant(family)]
+        await asyncio.gather(*(jobs if first == "refresh" else reversed(jobs)))
+        left = [e for e in await gate.store.by_subject(KIND, alice.id) if e.grant_id == family]
+        assert left == [], (first, left)
 
 
 async def test_user_is_read_at_most_every_few_seconds(

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ..clock import Clock
 from ..errors import CorruptRecord
@@ -38,6 +38,38 @@ class Entry:
     consumed_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A record to write as part of a rotation (:meth:`SealedStore.rotate`)."""
+
+    kind: str
+    id: str
+    data: Data
+    expires_at: float | None = None
+    grant_id: str | None = None
+    subject: str | None = None
+    create: bool = True
+    """True: ``insert`` (the successor; taken back if the rotation does not stand);
+    False: ``upsert`` (a record *about* the rotation, e.g. its audit event)."""
+
+
+@runtime_checkable
+class ConsumeThen(Protocol):
+    """An optional backend capability: ``consume`` and the writes that follow from the
+    consumed record as one atomic step (:meth:`SealedStore.rotate` uses it when present)."""
+
+    async def consume_then(self, kind: str, id: str, *, now: float,
+                           then: Callable[[Record], Iterable[tuple[Record, bool]]]) -> Record | None:
+        """``consume``; when this caller won, also write the ``(record, create)`` pairs
+        ``then(record)`` returns (``create``: ``insert``, else ``upsert``), with nothing
+        of any other caller in between. Returns what ``consume`` returns."""
+        ...
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""Built once: ``json.dumps`` with options builds an encoder on every call."""
+
+
 def _aad(kind: str, id: str) -> bytes:
     return f"{kind}:{id}".encode("utf-8", "surrogatepass")
 
@@ -47,6 +79,8 @@ class SealedStore:
         self.backend = backend
         self.sealer = sealer
         self.clock = clock
+        self._consume_then = backend.consume_then if isinstance(backend, ConsumeThen) else None
+        """Looked up once: a runtime Protocol check costs microseconds per call."""
 
     async def open(self) -> None:
         await self.backend.open()
@@ -57,7 +91,7 @@ class SealedStore:
     # -- sealing --------------------------------------------------------------
 
     def seal(self, kind: str, id: str, data: Mapping[str, Any]) -> bytes:
-        raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        raw = _ENCODER.encode(data).encode("utf-8", "surrogatepass")
         return self.sealer.seal(raw, _aad(kind, id))
 
     def open_record(self, record: Record) -> Entry | None:
@@ -109,6 +143,55 @@ class SealedStore:
         """Mark used; ``Entry.consumed_at is None`` means this caller was first."""
         rec = await self.backend.consume(kind, id, now=self.clock.now())
         return self.open_record(rec) if rec is not None else None
+
+    async def rotate(self, kind: str, id: str,
+                     follow: Callable[[Entry], list[Write]]) -> tuple[Entry | None, bool]:
+        """Consume a record and, if this caller was first, make the writes ``follow``
+        derives from it (refresh-token rotation: the successor and its audit event).
+
+        Returns the entry as it was before (``consume``) and whether the writes stand.
+        They do not when the record was consumed before (``follow`` is not called), or
+        when it was revoked (deleted) between the consume and the writes: then the
+        created records are taken back, so a revoked family never gains a live member.
+        A backend offering :class:`ConsumeThen` does it all in one atomic step; on the
+        others the consumed record's presence is checked once the creates are stored.
+        """
+        now = self.clock.now()
+        if self._consume_then is not None:
+            opened: list[Entry | None] = []
+
+            def then(rec: Record) -> list[tuple[Record, bool]]:
+                entry = self.open_record(rec)
+                opened.append(entry)
+                if entry is None:
+                    return []
+                return [(self.record(w.kind, w.id, w.data, expires_at=w.expires_at,
+                                     grant_id=w.grant_id, subject=w.subject), w.create)
+                        for w in follow(entry)]
+
+            rec = await self._consume_then(kind, id, now=now, then=then)
+            if rec is None:
+                return None, False
+            if rec.consumed_at is not None:
+                return self.open_record(rec), False
+            return opened[0], opened[0] is not None
+        entry = await self.consume(kind, id)
+        if entry is None or entry.consumed_at is not None:
+            return entry, False
+        writes = follow(entry)
+        creates = [w for w in writes if w.create]
+        for w in creates:
+            await self.add(w.kind, w.id, w.data, expires_at=w.expires_at, grant_id=w.grant_id,
+                           subject=w.subject)
+        if creates and not await self.exists(kind, id, now=now):
+            for w in creates:
+                await self.delete(w.kind, w.id)
+            return entry, False
+        for w in writes:
+            if not w.create:
+                await self.put(w.kind, w.id, w.data, expires_at=w.expires_at, grant_id=w.grant_id,
+                               subject=w.subject)
+        return entry, True
 
     async def delete(self, kind: str, id: str) -> bool:
         return await self.backend.destroy(kind, id)
