@@ -32,7 +32,7 @@ test suite isolates itself that way.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -49,6 +49,7 @@ from .pg_connections import Connections
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _POOL_OPTIONS = ("pool_size", "max_overflow")
 _MIGRATION_LOCK = 0x61757467  # "autg": the advisory lock serialising schema migrations
+_DEADLOCK_RETRIES = 3
 
 # Fixed statements, every value a bound parameter; ``tests/store/test_postgres.py`` EXPLAINs
 # the hot ones on a filled table (index scans only).
@@ -73,6 +74,33 @@ STATEMENTS: dict[str, str] = {
                "WHERE kind = $2 AND id = $3 AND consumed_at IS NULL "
                "AND (expires_at IS NULL OR expires_at > $1) "
                "RETURNING kind, id, payload, expires_at, grant_id, subject",
+    # consume_then's writes, in one statement, only while the consumed record ($1, $2) is
+    # still there. FOR KEY SHARE makes a revocation deleting it wait for this statement's
+    # commit (and ``revoke`` then runs again to catch what it wrote), or makes this statement
+    # wait for the revocation's commit and then find the record gone and write nothing.
+    "follow": "WITH parent AS (SELECT 1 FROM authgate_records WHERE kind = $1 AND id = $2 "
+              "FOR KEY SHARE), "
+              "w AS (SELECT * FROM unnest($3::text[], $4::text[], $5::bytea[], $6::float8[], "
+              "$7::text[], $8::text[], $9::float8[], $10::bool[]) "
+              "AS w(kind, id, payload, expires_at, grant_id, subject, consumed_at, create_) "
+              "WHERE EXISTS (SELECT 1 FROM parent)), "
+              "created AS (INSERT INTO authgate_records "
+              "(kind, id, payload, expires_at, grant_id, subject, consumed_at) "
+              "SELECT kind, id, payload, expires_at, grant_id, subject, consumed_at FROM w "
+              "WHERE create_ ON CONFLICT (kind, id) DO UPDATE SET "
+              "payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, "
+              "grant_id = EXCLUDED.grant_id, subject = EXCLUDED.subject, "
+              "consumed_at = EXCLUDED.consumed_at "
+              "WHERE authgate_records.expires_at IS NOT NULL "
+              "AND authgate_records.expires_at <= $11 RETURNING 1), "
+              "upserted AS (INSERT INTO authgate_records "
+              "(kind, id, payload, expires_at, grant_id, subject, consumed_at) "
+              "SELECT kind, id, payload, expires_at, grant_id, subject, consumed_at FROM w "
+              "WHERE NOT create_ ON CONFLICT (kind, id) DO UPDATE SET "
+              "payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, "
+              "grant_id = EXCLUDED.grant_id, subject = EXCLUDED.subject, "
+              "consumed_at = EXCLUDED.consumed_at RETURNING 1) "
+              "SELECT EXISTS (SELECT 1 FROM parent)",
     "destroy": "DELETE FROM authgate_records WHERE kind = $1 AND id = $2",
     "revoke": "DELETE FROM authgate_records WHERE grant_id = $1",
     "by_subject": "SELECT kind, id, payload, expires_at, grant_id, subject, consumed_at "
@@ -228,11 +256,54 @@ class PostgresBackend:
         # Lost the race, already consumed, or absent: report what is there now.
         return await self.find(kind, id, now=now)
 
+    async def consume_then(self, kind: str, id: str, *, now: float,
+                           then: Callable[[Record], Iterable[tuple[Record, bool]]]) -> Record | None:
+        """``consume``; when this caller won, the ``(record, create)`` writes ``then`` derives
+        from it (``create``: ``insert``, else ``upsert``) in one more statement, which writes
+        them only if the consumed record is still there (``STATEMENTS["follow"]``). A
+        revocation either deletes the record first -- nothing is written, and this returns
+        None, as for a record that is gone -- or deletes what was written too
+        (:meth:`revoke_by_grant`). Two round trips and two commits, not one per write."""
+        record = await self.consume(kind, id, now=now)
+        if record is None or record.consumed_at is not None:
+            return record
+        writes = [(*_params(rec), create) for rec, create in then(record)]
+        if not writes:
+            return record
+        if len({(w[0], w[1]) for w in writes}) != len(writes):
+            raise ValueError("consume_then writes each record once")
+        columns = [list(c) for c in zip(*writes, strict=True)]
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                stands = await self.conns.run(asyncpg.Connection.fetchval, STATEMENTS["follow"],
+                                              kind, id, *columns, now)
+                break
+            except asyncpg.DeadlockDetectedError:
+                # Only with a revocation of the same grant that locked a record these
+                # writes replace; the statement is idempotent, so run it again.
+                if attempt == _DEADLOCK_RETRIES - 1:
+                    raise
+        return record if stands else None
+
     async def destroy(self, kind: str, id: str) -> bool:
         return await self._execute("destroy", kind, id) > 0
 
     async def revoke_by_grant(self, grant_id: str) -> int:
-        return await self._execute("revoke", grant_id)
+        """Delete the grant's records, then again until nothing is left: a ``consume_then``
+        that held its consumed record while the first delete waited for it has committed
+        its writes by then, and the next delete (a new snapshot) sees them."""
+        total = 0
+        while True:
+            for attempt in range(_DEADLOCK_RETRIES):
+                try:
+                    n = await self._execute("revoke", grant_id)
+                    break
+                except asyncpg.DeadlockDetectedError:
+                    if attempt == _DEADLOCK_RETRIES - 1:
+                        raise
+            if n == 0:
+                return total
+            total += n
 
     async def find_by_subject(
         self, kind: str, subject: str, *, now: float, limit: int = 1000

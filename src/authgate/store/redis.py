@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -85,18 +86,15 @@ local function unindex(kind, id, s, g)
   if s then redis.call('ZREM', subkey(kind, s), id) end
   if g then redis.call('SREM', grantkey(g), kind .. ':' .. id) end
 end
--- ARGV: P kind id payload e g s c ttl_ms (e g s c: '' for none, '=' .. value)
-local function write()
-  local kind, id = ARGV[2], ARGV[3]
-  local e, g, s, c = opt(ARGV[5]), opt(ARGV[6]), opt(ARGV[7]), opt(ARGV[8])
-  local ttl = tonumber(ARGV[9])
+-- Create or replace one record with its index entries (e g s: false for none).
+local function put(kind, id, payload, e, g, s, c, ttl)
   local key = rkey(kind, id)
   if redis.call('EXISTS', key) == 1 then
     local old = redis.call('HMGET', key, 's', 'g')
     unindex(kind, id, old[1], old[2])
     redis.call('DEL', key)
   end
-  local f = {'p', ARGV[4]}
+  local f = {'p', payload}
   if e then f[#f + 1] = 'e'; f[#f + 1] = e end
   if g then f[#f + 1] = 'g'; f[#f + 1] = g end
   if s then f[#f + 1] = 's'; f[#f + 1] = s end
@@ -119,17 +117,36 @@ local function write()
     follow(k, existed, ttl)
   end
 end
+-- ARGV[b..b+7]: kind id payload e g s c ttl_ms (e g s c: '' for none, '=' .. value)
+local function write_at(b)
+  put(ARGV[b], ARGV[b + 1], ARGV[b + 2], opt(ARGV[b + 3]), opt(ARGV[b + 4]), opt(ARGV[b + 5]),
+      opt(ARGV[b + 6]), tonumber(ARGV[b + 7]))
+end
+local function live(key, now)
+  if redis.call('EXISTS', key) == 0 then return false end
+  local e = redis.call('HGET', key, 'e')
+  return not e or tonumber(e) > now
+end
 """
 
-_UPSERT = _LIB + "write() return 1"
+_UPSERT = _LIB + "write_at(2) return 1"
 
 _INSERT = _LIB + r"""
-local key = rkey(ARGV[2], ARGV[3])
-if redis.call('EXISTS', key) == 1 then
-  local e = redis.call('HGET', key, 'e')
-  if not e or tonumber(e) > tonumber(ARGV[10]) then return 0 end
+if live(rkey(ARGV[2], ARGV[3]), tonumber(ARGV[10])) then return 0 end
+write_at(2)
+return 1
+"""
+
+# The writes that follow a won consume (consume_then), only while the consumed record is
+# still there: a revocation since deletes it, and then nothing is written.
+# ARGV: P kind id now n, then n times: create(1/0) + the 8 write arguments.
+_FOLLOW = _LIB + r"""
+if redis.call('EXISTS', rkey(ARGV[2], ARGV[3])) == 0 then return 0 end
+local now = tonumber(ARGV[4])
+for i = 0, tonumber(ARGV[5]) - 1 do
+  local b = 6 + i * 9
+  if ARGV[b] == '0' or not live(rkey(ARGV[b + 1], ARGV[b + 2]), now) then write_at(b + 1) end
 end
-write()
 return 1
 """
 
@@ -316,7 +333,7 @@ class RedisBackend:
         self._scripts = {
             name: client.register_script(src)
             for name, src in (
-                ("upsert", _UPSERT), ("insert", _INSERT), ("consume", _CONSUME),
+                ("upsert", _UPSERT), ("insert", _INSERT), ("consume", _CONSUME), ("follow", _FOLLOW),
                 ("destroy", _DESTROY), ("revoke", _REVOKE), ("by_subject", _BY_SUBJECT),
                 ("scan", _SCAN), ("purge", _PURGE),
             )
@@ -391,6 +408,26 @@ class RedisBackend:
     async def consume(self, kind: str, id: str, *, now: float) -> Record | None:
         flat = await self._run("consume", _check_kind(kind), id, repr(now))
         return None if flat is None else _record(kind, id, _pairs(flat))
+
+    async def consume_then(self, kind: str, id: str, *, now: float,
+                           then: Callable[[Record], Iterable[tuple[Record, bool]]]) -> Record | None:
+        """``consume``; when this caller won, the ``(record, create)`` writes ``then`` derives
+        from it (``create``: ``insert``, else ``upsert``) in one more script, which writes
+        them only if the consumed record is still there. A revocation (deleting the record
+        and every other record of its grant, in one script of its own) lands either before
+        that script -- nothing is written, and this returns None, as for a record that is
+        gone -- or after it, and deletes what it wrote. Two round trips, not one per write."""
+        record = await self.consume(kind, id, now=now)
+        if record is None or record.consumed_at is not None:
+            return record
+        args: list[Arg] = []
+        n = 0
+        for rec, create in then(record):
+            args += [1 if create else 0, *self._write_args(rec, now)]
+            n += 1
+        if n and not await self._run("follow", _check_kind(kind), id, repr(now), n, *args):
+            return None
+        return record
 
     async def destroy(self, kind: str, id: str) -> bool:
         return bool(await self._run("destroy", _check_kind(kind), id))
