@@ -134,28 +134,23 @@ async def closed_loop(ops: list[Op], tally: Tally) -> None:
 
 
 async def open_loop(ops: list[Op], tally: Tally, rate: float, start: float) -> None:
-    idle: asyncio.Queue[Op] = asyncio.Queue()
-    for op in ops:
-        idle.put_nowait(op)
-    running: set[asyncio.Task[None]] = set()
-
-    async def one(scheduled: float) -> None:
-        op = await idle.get()  # waiting for a free slot counts as latency
-        try:
-            tally.add(scheduled, await _timed(op))
-        finally:
-            idle.put_nowait(op)
-
+    """Operation k is due at ``start + k / rate``. Each slot, whenever it is free, takes the
+    earliest start not yet taken and waits for it if it lies ahead: an operation starts at its
+    scheduled time, or when a slot comes free if all are busy then (first come, first served),
+    and its latency counts from the scheduled time either way. (The same schedule as a task
+    per operation queueing for a free slot, without a task and a queue hand-off per operation:
+    0-20 us less worker CPU per rotation at 2,500/s in a one-process check.)"""
     k = 0
-    while (scheduled := start + k / rate) < tally.measure_to:
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.create_task(one(scheduled))
-        running.add(task)
-        task.add_done_callback(running.discard)
-        k += 1
-    await asyncio.gather(*running)
+
+    async def slot(op: Op) -> None:
+        nonlocal k
+        while (scheduled := start + k / rate) < tally.measure_to:
+            k += 1
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tally.add(scheduled, await _timed(op))
+    await asyncio.gather(*(slot(op) for op in ops))
 
 
 async def main(job: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import load
 import preload
@@ -263,15 +264,19 @@ def bench_backend(backend: str, sizes: list[int], args: argparse.Namespace) -> l
     with preload.namespace(backend) as url:
         b = Bench(backend, args)
         b.env["AUTHGATE_STORE"] = url
+        plan = [*CASES, *(["paced"] if backend in TARGET_RATE else []), "e2e"]
+        if args.cases:
+            plan = [c for c in plan if c in args.cases]
         try:
-            b.server.start(args.server_cpu)
+            if "e2e" in plan:
+                b.server.start(args.server_cpu)
+            else:  # in-process cases only: the data directory and clients, no `authgate serve`
+                with mock.patch.object(servers.Process, "start", return_value=None):
+                    b.server.start(args.server_cpu)
             b.accounts()
             for size in sizes:
                 say(f"-- {backend}: preloading to {size:,} families")
                 b.fill(size)
-                plan = [*CASES, *(["paced"] if backend in TARGET_RATE else []), "e2e"]
-                if args.cases:
-                    plan = [c for c in plan if c in args.cases]
                 rotation_rate = 0.0
                 for case in plan:
                     say(f"   {CASE_NAMES[case]} ({size:,} stored)")
