@@ -16,14 +16,11 @@ import base64
 import binascii
 from urllib.parse import unquote
 
-from starlette.requests import Request
-
 from ..clients import Client, ClientRegistry
 from ..errors import InvalidClient, InvalidRequest, SlowDown
 
 
-def _basic(request: Request) -> tuple[str, str] | None:
-    header = request.headers.get("authorization")
+def _basic(header: str | None) -> tuple[str, str] | None:
     if header is None:
         return None
     scheme, _, value = header.partition(" ")
@@ -39,13 +36,14 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return unquote(cid), unquote(secret)
 
 
-async def authenticate_client(request: Request, form: dict[str, str], registry: ClientRegistry,
-                              *, allow_public: bool = True) -> Client:
+async def authenticate_client(authorization: str | None, host: str, form: dict[str, str],
+                              registry: ClientRegistry, *, allow_public: bool = True) -> Client:
+    """The client a request to ``host`` (its source address) with this ``Authorization``
+    header and form authenticates as; raises ``invalid_client`` (or ``slow_down``)."""
     try:
-        basic, malformed = _basic(request), None
+        basic, malformed = _basic(authorization), None
     except InvalidClient as exc:
         basic, malformed = None, exc
-    host = request.client.host if request.client else "-"
     # Failures are counted per claimed client id and source address (SECURITY.md 32).
     key = f"{form.get('client_id') or (basic[0] if basic else '?')}|{host}"
     wait = registry.failures.retry_after(key)

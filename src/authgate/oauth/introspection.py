@@ -10,23 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
-from ..app_state import gate_of
 from ..errors import InvalidRequest, InvalidToken
 from ..hashing import REFRESH_PREFIX, equal
 from .client_auth import authenticate_client
-from .http import json_response, read_form
+from .http import FormEndpoint, FormRequest
 
 INACTIVE: dict[str, Any] = {"active": False}
 _ACCESS_FIELDS = ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "auth_time")
 
 
-async def endpoint(request: Request) -> Response:
-    form = await read_form(request)
-    gate = gate_of(request)
-    client = await authenticate_client(request, form, gate.clients, allow_public=False)
+async def introspect(request: FormRequest) -> dict[str, Any]:
+    form = request.form
+    gate = request.gate
+    client = await authenticate_client(request.authorization, request.host, form, gate.clients,
+                                       allow_public=False)
     token = form.get("token")
     if token is None:
         raise InvalidRequest("token is required")
@@ -34,17 +31,20 @@ async def endpoint(request: Request) -> Response:
         entry = await gate.refresh.lookup(token)
         if (entry is None or entry.consumed_at is not None
                 or not equal(entry.data["client_id"], client.client_id)):
-            return json_response(INACTIVE)
-        return json_response({
+            return INACTIVE
+        return {
             "active": True, "token_type": "refresh_token", "client_id": entry.data["client_id"],
             "sub": entry.data["user_id"], "scope": entry.data["scope"],
             "exp": int(entry.expires_at or 0), "iat": int(entry.data["issued_at"]),
             "iss": gate.settings.issuer,
-        })
+        }
     try:
         claims = await gate.access.verify(token)
     except InvalidToken:
-        return json_response(INACTIVE)
+        return INACTIVE
     body = {"active": True, "token_type": "Bearer"}
     body.update({k: claims[k] for k in _ACCESS_FIELDS if k in claims})
-    return json_response(body)
+    return body
+
+
+endpoint = FormEndpoint(introspect)

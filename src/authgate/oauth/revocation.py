@@ -10,20 +10,16 @@ based on the same authorization grant"); revoking an access token puts its
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import Response
-
-from ..app_state import gate_of
 from ..errors import InvalidRequest, InvalidToken
 from ..hashing import REFRESH_PREFIX, equal
 from .client_auth import authenticate_client
-from .http import NO_STORE, read_form
+from .http import FormEndpoint, FormRequest
 
 
-async def endpoint(request: Request) -> Response:
-    form = await read_form(request)
-    gate = gate_of(request)
-    client = await authenticate_client(request, form, gate.clients)
+async def revoke(request: FormRequest) -> None:
+    form = request.form
+    gate = request.gate
+    client = await authenticate_client(request.authorization, request.host, form, gate.clients)
     token = form.get("token")
     if token is None:
         raise InvalidRequest("token is required")
@@ -43,4 +39,7 @@ async def endpoint(request: Request) -> Response:
             await gate.audit.record("access_token.revoked", user=claims.get("sub"),
                                     client=client.client_id, family=claims.get("gid"),
                                     reason="revoked by the client (RFC 7009)")
-    return Response(status_code=200, headers=NO_STORE)
+    return None  # 200 with an empty body, whatever happened (§2.2)
+
+
+endpoint = FormEndpoint(revoke)
