@@ -28,3 +28,12 @@ def test_b64url_is_unpadded_urlsafe_base64() -> None:
     for n in range(67):
         data = bytes((i * 37 + 250) % 256 for i in range(n))
         assert b64url(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_every_key_length_gives_plain_hmac_sha256() -> None:
+    """Keys shorter than, equal to and longer than SHA-256's block are used as RFC 2104 says."""
+    for n in (32, 48, 64, 65, 100):
+        key = bytes((i * 7 + n) % 256 for i in range(n))
+        for text in ("", "agr_abc", "x" * 200):
+            want = b64url(hmac.new(key, text.encode(), hashlib.sha256).digest())
+            assert TokenHasher(key).hash(text) == want

@@ -83,8 +83,12 @@ class SigningKey:
         return signing_input + "." + b64url(self._signer(signing_input.encode("ascii")))
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""Built once: ``json.dumps`` with options builds an encoder per call."""
+
+
 def _b64json(obj: dict[str, Any]) -> str:
-    return b64url(json.dumps(obj, separators=(",", ":")).encode("ascii"))
+    return b64url(_COMPACT.encode(obj).encode("ascii"))
 
 
 def _raw_signer(alg: str, key: Key) -> Callable[[bytes], bytes]:
