@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
+from authgate.http_server import HttpProtocol
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -21,10 +23,10 @@ def free_port() -> int:
 
 @contextmanager
 def serve(app: ASGIApp, port: int | None = None) -> Iterator[str]:
-    """Serve ``app`` until the block ends; yields its base URL."""
+    """Serve ``app`` until the block ends (with the protocol ``authgate serve`` uses); yields its base URL."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", loop="asyncio")
+                            lifespan="on", loop="asyncio", http=HttpProtocol)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

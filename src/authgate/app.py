@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from .app_state import gate_of
 from .config import Settings
@@ -43,7 +44,7 @@ from .web import login
 
 log = logging.getLogger("authgate")
 
-__all__ = ["create_app", "gate_of", "routes"]
+__all__ = ["AuthGateApp", "create_app", "gate_of", "routes"]
 
 
 def routes() -> list[BaseRoute]:
@@ -73,22 +74,50 @@ async def _server_error(request: Request, exc: Exception) -> Response:
                         status_code=500, headers={"Cache-Control": "no-store"})
 
 
+class AuthGateApp(Starlette):
+    """authgate's ASGI app; with an upstream, requests outside ``/.auth/`` go straight to the proxy.
+
+    The proxy answers them before Starlette's router and middleware: it applies the
+    header limit itself and answers its own errors (JSON 500 included), so the
+    proxied path costs only what proxying needs.
+    """
+
+    proxy: GatewayProxy | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        proxy = self.proxy
+        if (proxy is not None and scope["type"] != "lifespan"
+                and not scope["path"].startswith("/.auth/")):
+            scope["app"] = self
+            await proxy(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, gate: AuthGate | None = None,
-               extra_routes: list[BaseRoute] | None = None) -> Starlette:
+               extra_routes: list[BaseRoute] | None = None) -> AuthGateApp:
     if gate is None and settings is None:
         raise ValueError("create_app needs settings or an opened AuthGate")
     cfg = gate.settings if gate is not None else settings
     assert cfg is not None
 
+    proxy = GatewayProxy(cfg) if cfg.upstream else None
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         if gate is not None:  # opened by the caller, gateway built eagerly below
-            yield {}
+            try:
+                yield {}
+            finally:
+                if proxy is not None:
+                    await proxy.aclose()
             return
         opened = await AuthGate.open(cfg)
         await opened.cluster.start()  # other instances' changes reach this one's caches
         app.state.gate = opened
         app.state.gateway = gw = Gateway(opened)
+        if proxy is not None:
+            proxy.gateway = gw
         opened.cluster.attach(gw)  # provider-token refresh: single flight across instances
         background: list[asyncio.Task[Any]] = []
         if cfg.purge_interval > 0:
@@ -101,10 +130,13 @@ def create_app(settings: Settings | None = None, *, gate: AuthGate | None = None
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if proxy is not None:
+                await proxy.aclose()
+                proxy.gateway = None
             await gw.close()
             await opened.close()
 
-    app = Starlette(
+    app = AuthGateApp(
         # The gateway's first: its forward-auth route is the per-request one. No pattern of
         # one list matches a path of the other, so the order changes only the cost.
         routes=[*gateway_routes(), *routes(), *(extra_routes or [])],
@@ -114,8 +146,9 @@ def create_app(settings: Settings | None = None, *, gate: AuthGate | None = None
     if gate is not None:
         app.state.gate = gate
         app.state.gateway = Gateway(gate)
-    if cfg.upstream:
-        # Every path outside /.auth/ goes to the app behind the gateway.
-        app.add_middleware(GatewayProxy, settings=cfg)
+        if proxy is not None:
+            proxy.gateway = app.state.gateway
+    # Every path outside /.auth/ goes to the app behind the gateway (AuthGateApp.__call__).
+    app.proxy = proxy
     app.add_middleware(LimitsMiddleware, max_header_bytes=cfg.gateway.max_header_bytes)
     return app

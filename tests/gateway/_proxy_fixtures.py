@@ -32,6 +32,7 @@ from authgate.clock import FrozenClock
 from authgate.config import Settings
 from authgate.gateway import Gateway
 from authgate.gateway.provider_tokens import ProviderTokens
+from authgate.http_server import HttpProtocol
 from authgate.service import AuthGate
 
 from ..live import serve
@@ -47,7 +48,7 @@ async def served(app: ASGIApp) -> AsyncIterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="asyncio",
-                            proxy_headers=False,
+                            proxy_headers=False, http=HttpProtocol,
                             ws="websockets-sansio")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

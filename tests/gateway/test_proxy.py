@@ -169,6 +169,23 @@ async def test_oversized_headers_are_refused_431(start: Start) -> None:
     assert r.status_code == 431
 
 
+async def test_an_unexpected_failure_is_a_json_500_without_details(
+        start: Start, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The proxied path answers its own errors like the rest of authgate: JSON, no details."""
+    from authgate.gateway.policy import Policy
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    env = await start(unauthenticated_action="allow")
+    monkeypatch.setattr(Policy, "authenticate_credentials", broken)
+    r = await _get(env.url, "/echo")
+    assert r.status_code == 500
+    assert r.json() == {"error": "server_error", "error_description": "internal error"}
+    assert "secret internals" not in r.text
+    assert any("unhandled error on GET /echo" in rec.getMessage() for rec in caplog.records)
+
+
 async def test_upstream_down_is_502_and_slow_upstream_504(start: Start) -> None:
     """Unreachable app: 502 JSON; an app slower than upstream_timeout: 504 JSON."""
     env = await start(upstream="http://127.0.0.1:9", unauthenticated_action="allow")

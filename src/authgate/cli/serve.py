@@ -126,12 +126,14 @@ def run(args: argparse.Namespace) -> int:
 def _run_uvicorn(app: Any, settings: Any, level: str, access_log: bool) -> None:
     import uvicorn
 
+    from ..http_server import HttpProtocol
+
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,
         proxy_headers=False,
         server_header=False,
         lifespan="on",

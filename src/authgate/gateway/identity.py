@@ -42,7 +42,11 @@ class Resolution:
 
 
 def _bearer(headers: Headers) -> str | None:
-    value = headers.get("authorization")
+    return bearer_token(headers.get("authorization"))
+
+
+def bearer_token(value: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header value (RFC 6750 §2.1)."""
     if not value:
         return None
     scheme, _, token = value.partition(" ")
@@ -51,10 +55,15 @@ def _bearer(headers: Headers) -> str | None:
 
 async def resolve(gw: Gateway, headers: Headers, cookies: dict[str, str], *,
                   expired_grace: float = 0) -> Resolution:
-    token = headers.get("x-zumo-auth") or _bearer(headers)
+    return await resolve_credentials(gw, headers.get("x-zumo-auth") or _bearer(headers),
+                                     cookies.get(gw.cookie_name), expired_grace=expired_grace)
+
+
+async def resolve_credentials(gw: Gateway, token: str | None, cookie: str | None, *,
+                              expired_grace: float = 0) -> Resolution:
+    """The identity behind a session/access token (preferred) or a session cookie value."""
     if token:
         return await _from_token(gw, token, expired_grace)
-    cookie = cookies.get(gw.cookie_name)
     if cookie:
         session = await gw.sessions.by_cookie(cookie)
         if session is None:

@@ -38,7 +38,7 @@ from starlette.types import Receive, Scope, Send
 from .forwarded import TrustedProxies
 from .freshness import FreshnessError
 from .headers import TOKEN_KINDS, RawHeaders, principal_headers, token_headers
-from .identity import Identity, resolve
+from .identity import Identity, bearer_token, resolve_credentials
 from .provider_tokens import ProviderTokens
 
 if TYPE_CHECKING:
@@ -133,26 +133,37 @@ class Policy:
         self.gw = gw
         self.action = gs.unauthenticated_action
         self.excluded = [compile_pattern(p) for p in gs.excluded_paths]
+        # The literal start of every pattern: a path that begins with none of them is
+        # not excluded, without the canonical-path check and the regular expressions.
+        self._prefixes = tuple(re.split(r"[*?]", p, maxsplit=1)[0].rstrip("/") or "/"
+                               for p in gs.excluded_paths)
         self.trusted = TrustedProxies(gs.trusted_proxies)
         self.principal = "principal" in gs.inject_headers
         self.kinds = [k for k in gs.inject_headers if k in TOKEN_KINDS] if gs.token_headers else []
 
     def is_excluded(self, path: str, raw_path: bytes | None = None) -> bool:
-        return bool(self.excluded) and is_canonical(path, raw_path) and any(
-            p.fullmatch(path) for p in self.excluded)
+        return (bool(self.excluded) and path.startswith(self._prefixes)
+                and is_canonical(path, raw_path) and any(p.fullmatch(path) for p in self.excluded))
 
     async def authenticate(self, conn: HTTPConnection) -> Outcome:
-        scope = conn.scope
+        headers = conn.headers
+        return await self.authenticate_credentials(
+            conn.scope, headers.get("x-zumo-auth") or bearer_token(headers.get("authorization")),
+            conn.cookies.get(self.gw.cookie_name))
+
+    async def authenticate_credentials(self, scope: Scope, token: str | None,
+                                       cookie: str | None) -> Outcome:
+        """:meth:`authenticate` with the credentials already picked out of the request."""
         if self.is_excluded(scope["path"], scope.get("raw_path")):
             return Outcome()
-        res = await resolve(self.gw, conn.headers, conn.cookies)
+        res = await resolve_credentials(self.gw, token, cookie)
         if res.identity is not None:
             return await self.admit(res.identity)
         if res.problem:
             log.info("anonymous request to %s: %s", scope["path"], res.problem)
         if self.action == "allow":
             return Outcome()
-        return Outcome(denial=self.deny(conn.headers, res.problem, original_target(scope)))
+        return Outcome(denial=self.deny(Headers(scope=scope), res.problem, original_target(scope)))
 
     async def admit(self, identity: Identity) -> Outcome:
         headers = principal_headers(identity) if self.principal else []

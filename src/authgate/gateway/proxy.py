@@ -1,8 +1,15 @@
 """The reverse proxy: every path outside ``/.auth/`` goes to ``upstream``, authenticated.
 
-:class:`GatewayProxy` is ASGI middleware around authgate's own app: ``/.auth/*``
-and lifespan events pass through to it, everything else (HTTP and WebSocket)
-is authenticated by the gateway :mod:`~authgate.gateway.policy` and relayed.
+:class:`GatewayProxy` answers every HTTP and WebSocket request outside
+``/.auth/``: the app (:func:`authgate.app.create_app`) hands such requests to it
+before its own router and middleware, so the proxied path pays only for what
+it needs. Each request is authenticated by the gateway
+:mod:`~authgate.gateway.policy` and relayed.
+
+- The request's headers are read once: the credentials (``X-ZUMO-AUTH``,
+  ``Authorization``, the session cookie) are picked out in the same pass that
+  builds what the app receives, and a header section over
+  ``gateway.max_header_bytes`` is refused 431 (RFC 6585 §5).
 
 - Bodies stream both ways, never buffered whole; a body longer than
   ``gateway.max_body_bytes`` is refused 413 (RFC 9110 §15.5.14), from its
@@ -26,34 +33,34 @@ is authenticated by the gateway :mod:`~authgate.gateway.policy` and relayed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
-from starlette.datastructures import Headers
-from starlette.requests import HTTPConnection
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import cookie_parser
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from ..config import Settings
-from .forwarded import FORWARDING, RawHeaders, forwarding_headers, hop
+from .forwarded import FORWARDING, RawHeaders, TrustedProxies, forwarding_headers, hop
 from .headers import is_identity_header
-from .policy import Outcome, answer, error_json, original_target, policy_of
-from .upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
+from .identity import bearer_token
+from .policy import Policy, answer, error_json, original_target, policy_of
+from .upstream import HOP_BY_HOP, UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
 if TYPE_CHECKING:
     from . import Gateway
 
 log = logging.getLogger("authgate.gateway")
 
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
-                        b"proxy-authorization", b"proxy-connection", b"te", b"trailer",
-                        b"transfer-encoding", b"upgrade"})
 _NOT_FORWARDED = frozenset({b"host", b"expect"}) | FORWARDING
+_NOT_PASSED = HOP_BY_HOP | _NOT_FORWARDED
 _WS_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version",
                            b"sec-websocket-extensions", b"sec-websocket-protocol",
                            b"sec-websocket-accept"})
@@ -61,15 +68,97 @@ _WS_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version",
 
 def end_to_end(headers: RawHeaders) -> RawHeaders:
     """``headers`` without the hop-by-hop ones (RFC 7230 §6.1)."""
+    out = [(k, v) for k, v in headers
+           if (n := k.lower()) not in HOP_BY_HOP and not n.startswith(b"proxy-")]
+    if len(out) == len(headers):
+        return out
     named = {token.strip().lower().encode("latin-1") for k, v in headers
              if k.lower() == b"connection" for token in v.decode("latin-1").split(",")}
-    return [(k, v) for k, v in headers
-            if (n := k.lower()) not in HOP_BY_HOP and n not in named and not n.startswith(b"proxy-")]
+    return [(k, v) for k, v in out if k.lower() not in named] if named else out
 
 
-def _drop_cookie(value: bytes, name: str) -> bytes:
-    keep = [c for c in value.split(b";") if c.strip().split(b"=", 1)[0] != name.encode("latin-1")]
-    return b";".join(keep).strip()
+def _take_cookie(value: bytes, name: bytes) -> tuple[bytes, str | None]:
+    """A ``Cookie`` header without the cookie ``name``, and that cookie's value (the last
+    one, as Starlette's parser reads it); authgate's cookie is never handed to the app."""
+    if name not in value:
+        return value, None
+    keep = []
+    found = None
+    for c in value.split(b";"):
+        key, eq, val = c.partition(b"=")
+        if eq and key.strip() == name:
+            found = val.strip()
+        else:
+            keep.append(c)
+    if found is None:
+        return value, None
+    text = found.decode("latin-1")
+    if text.startswith('"'):  # a quoted value (never authgate's own): Starlette's reading
+        text = cookie_parser(value.decode("latin-1")).get(name.decode("latin-1"), text)
+    return b";".join(keep).strip(), text
+
+
+@functools.lru_cache(maxsize=1024)
+def _own_hop(peer: str | None, scheme: str, host: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """The forwarding headers for a peer that is not a trusted proxy (the usual case)."""
+    scope = {"client": (peer, 0) if peer is not None else None, "scheme": scheme,
+             "headers": [(b"host", host)] if host else []}
+    return tuple(forwarding_headers(scope, hop(scope, TrustedProxies([]))))
+
+
+@dataclass(slots=True)
+class _Inbound:
+    """One pass over the request's headers: what the app gets, and the credentials."""
+
+    headers: RawHeaders
+    size: int
+    token: str | None
+    cookie: str | None
+    length: bytes | None
+    chunked: bool
+
+
+def _inbound(scope: Scope, cookie_name: bytes) -> _Inbound:
+    out: RawHeaders = []
+    size = 0
+    zumo = bearer = length = None
+    cookie: str | None = None
+    first_cookie = True
+    chunked = False
+    connection = False
+    for k, v in scope["headers"]:
+        size += len(k) + len(v) + 4
+        name = k.lower()
+        if name in _NOT_PASSED or name.startswith(b"proxy-"):
+            if name == b"transfer-encoding":
+                chunked = True
+            elif name == b"connection":
+                connection = True
+            continue
+        if b"ms" in name and is_identity_header(name):
+            continue
+        if name == b"cookie":
+            v, value = _take_cookie(v, cookie_name)
+            if first_cookie:  # like Starlette's request.cookies: the first Cookie header
+                cookie, first_cookie = value, False
+            if not v:
+                continue
+        elif name == b"x-zumo-auth":
+            if zumo is None:
+                zumo = v
+        elif name == b"authorization":
+            if bearer is None:
+                bearer = v
+        elif name == b"content-length" and length is None:
+            length = v
+        out.append((name, v))
+    if connection:
+        named = {token.strip().lower().encode("latin-1") for k, v in scope["headers"]
+                 if k.lower() == b"connection" for token in v.decode("latin-1").split(",")}
+        out = [(k, v) for k, v in out if k not in named]
+    token = (zumo.decode("latin-1") if zumo else None) or (
+        bearer_token(bearer.decode("latin-1")) if bearer else None)
+    return _Inbound(out, size, token, cookie, length, chunked)
 
 
 class _BodyTooLarge(Exception):
@@ -81,10 +170,12 @@ class _ClientGone(Exception):
 
 
 class GatewayProxy:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.base = settings.upstream.rstrip("/")
+        self.gateway: Gateway | None = None
+        """Set by the app's lifespan (or at once when the app gets an opened AuthGate)."""
+        self.max_header_bytes = settings.gateway.max_header_bytes
         self._pool: UpstreamPool | None = None
 
     def pool(self) -> UpstreamPool:
@@ -98,88 +189,91 @@ class GatewayProxy:
             await pool.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
-        elif scope["type"] not in ("http", "websocket") or scope["path"].startswith("/.auth/"):
-            await self.app(scope, receive, send)
-        elif scope["type"] == "http":
+        """A request outside ``/.auth/`` (HTTP or WebSocket)."""
+        if scope["type"] == "http":
             await self._http(scope, receive, send)
         else:
             await self._websocket(scope, receive, send)
 
-    def _closing_on_shutdown(self, send: Send) -> Callable[[Message], Awaitable[None]]:
-        async def relay(message: Message) -> None:
-            if message["type"].startswith("lifespan.shutdown."):
-                await self.aclose()
-            await send(message)
+    def _gateway(self, scope: Scope) -> Gateway:
+        gw = self.gateway
+        if gw is None:
+            gw = self.gateway = scope["app"].state.gateway
+        return gw
 
-        return relay
-
-    async def _authenticate(self, scope: Scope) -> tuple[Gateway, Outcome]:
-        gw: Gateway = scope["app"].state.gateway
-        return gw, await policy_of(gw).authenticate(HTTPConnection(scope))
-
-    def _headers(self, scope: Scope, gw: Gateway, outcome: Outcome) -> RawHeaders:
-        """What the app receives: end-to-end headers, rebuilt forwarding and identity headers."""
-        out: RawHeaders = []
-        for k, v in end_to_end(scope["headers"]):
-            name = k.lower()
-            if name in _NOT_FORWARDED or is_identity_header(name):
-                continue
-            if name == b"cookie" and not (v := _drop_cookie(v, gw.cookie_name)):
-                continue
-            out.append((name, v))
-        out.extend(forwarding_headers(scope, hop(scope, policy_of(gw).trusted)))
-        out.extend(outcome.headers)
-        return out
+    def _forwarding(self, scope: Scope, policy: Policy) -> RawHeaders | tuple[tuple[bytes, bytes], ...]:
+        if policy.trusted:
+            return forwarding_headers(scope, hop(scope, policy.trusted))
+        client = scope.get("client")
+        host = next((v for k, v in scope["headers"] if k.lower() == b"host"), b"")
+        return _own_hop(str(client[0]) if client else None, scope.get("scheme", "http"), host)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gw, outcome = await self._authenticate(scope)
-        if outcome.denial is not None:
-            await answer(outcome.denial, scope, receive, send)
-            return
-        limit = self.settings.gateway.max_body_bytes
-        incoming = Headers(scope=scope)
-        length = incoming.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            await answer(_too_large(limit), scope, receive, send)
-            return
-        has_body = length not in ("", "0") or "transfer-encoding" in incoming
         try:
-            response = await self.pool().send(scope["method"], original_target(scope),
-                                              self._headers(scope, gw, outcome),
-                                              _body(receive, limit) if has_body else None)
+            result = await self._forward(scope, receive)
         except _ClientGone:
             return
-        except _BodyTooLarge:
-            await answer(_too_large(limit), scope, receive, send)
+        except Exception:
+            # Nothing was sent yet: a JSON 500 like the rest of authgate's, never details.
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            result = error_json(500, "server_error", "internal error")
+        if isinstance(result, Response):
+            await answer(result, scope, receive, send)
             return
+        try:
+            await _relay(result, receive, send)
+        finally:
+            await result.aclose()
+
+    async def _forward(self, scope: Scope, receive: Receive) -> UpstreamResponse | Response:
+        """Authenticate and send the request on: the app's answer, or authgate's refusal."""
+        gw = self._gateway(scope)
+        policy = policy_of(gw)
+        inbound = _inbound(scope, gw.cookie_name.encode("latin-1"))
+        if inbound.size > self.max_header_bytes:
+            return error_json(431, "invalid_request", "request headers are too large")
+        outcome = await policy.authenticate_credentials(scope, inbound.token, inbound.cookie)
+        if outcome.denial is not None:
+            return outcome.denial
+        limit = self.settings.gateway.max_body_bytes
+        length = inbound.length
+        if length is not None and length.isdigit() and int(length) > limit:
+            return _too_large(limit)
+        has_body = inbound.chunked or (length is not None and length not in (b"", b"0"))
+        headers = inbound.headers
+        headers.extend(self._forwarding(scope, policy))
+        headers.extend(outcome.headers)
+        try:
+            return await self.pool().send(scope["method"], original_target(scope), headers,
+                                          _body(receive, limit) if has_body else None)
+        except _BodyTooLarge:
+            return _too_large(limit)
         except UpstreamTimeout:
             log.warning("the app did not answer %s %s in time", scope["method"], scope["path"])
-            await answer(error_json(504, "upstream_timeout", "the app did not answer in time"),
-                         scope, receive, send)
-            return
+            return error_json(504, "upstream_timeout", "the app did not answer in time")
         except UpstreamError as exc:
             log.warning("the app cannot be reached for %s %s: %s", scope["method"],
                         scope["path"], exc)
-            await answer(error_json(502, "bad_gateway", "the app cannot be reached"),
-                         scope, receive, send)
-            return
-        try:
-            await _relay(response, receive, send)
-        finally:
-            await response.aclose()
+            return error_json(502, "bad_gateway", "the app cannot be reached")
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        gw, outcome = await self._authenticate(scope)
+        gw = self._gateway(scope)
+        policy = policy_of(gw)
+        inbound = _inbound(scope, gw.cookie_name.encode("latin-1"))
+        if inbound.size > self.max_header_bytes:
+            await answer(error_json(431, "invalid_request", "request headers are too large"),
+                         scope, receive, send)
+            return
+        outcome = await policy.authenticate_credentials(scope, inbound.token, inbound.cookie)
         if outcome.denial is not None:
             await answer(outcome.denial, scope, receive, send)
             return
         gs = self.settings.gateway
+        out = [*inbound.headers, *self._forwarding(scope, policy), *outcome.headers]
         headers = [(k.decode("latin-1"), v.decode("utf-8", "replace"))
-                   for k, v in self._headers(scope, gw, outcome) if k not in _WS_HANDSHAKE]
+                   for k, v in out if k not in _WS_HANDSHAKE]
         protocols = [Subprotocol(p) for p in scope.get("subprotocols", [])]
         url = "ws" + self.base.removeprefix("http") + original_target(scope)
         try:
@@ -228,14 +322,13 @@ async def _body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
 
 async def _relay(response: UpstreamResponse, receive: Receive, send: Send) -> None:
     """Stream the upstream response; stop reading it when the client goes away."""
-    await send({"type": "http.response.start", "status": response.status,
-                "headers": end_to_end(response.headers)})
+    headers = end_to_end(response.headers) if response.hop_by_hop else response.headers
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
     if response.complete:
         # The whole answer is already here (the usual small one): send it in one piece,
         # no need to watch for the client leaving. It is at most HIGH_WATER bytes plus
         # one read: reading pauses past that.
-        body = b"".join([chunk async for chunk in response.aiter_raw()])
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": response.take_buffered()})
         return
     async with anyio.create_task_group() as tg:
         async def watch() -> None:

@@ -42,6 +42,9 @@ class GatewaySession:
     auth_time: float = 0.0
     expires_at: float = 0.0
     secret_hash: str = ""
+    verified_secret: str | None = field(default=None, repr=False, compare=False)
+    """The cookie secret last checked against ``secret_hash`` (in memory only, never
+    stored): the next request with the same cookie skips the keyed hash."""
 
     def to_data(self) -> dict[str, Any]:
         return {"user_key": self.user_key, "user_id": self.user_id, "provider": self.provider,
@@ -107,8 +110,12 @@ class GatewaySessions:
             return None
         sid, secret = cookie.split(".")
         session = await self.by_sid(sid)
-        if session is None or not equal(self.hasher.hash(secret), session.secret_hash):
+        if session is None:
             return None
+        if session.verified_secret is None or not equal(secret, session.verified_secret):
+            if not equal(self.hasher.hash(secret), session.secret_hash):
+                return None
+            session.verified_secret = secret
         if self.sliding:
             await self.touch(session)
         return session

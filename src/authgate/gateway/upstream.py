@@ -50,6 +50,12 @@ MAX_HEAD_BYTES = 64 * 1024
 
 Headers = list[tuple[bytes, bytes]]
 
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
+                        b"proxy-authorization", b"proxy-connection", b"te", b"trailer",
+                        b"transfer-encoding", b"upgrade"})
+"""Hop-by-hop header names (RFC 7230 §6.1), besides any ``proxy-*`` and those ``Connection`` names."""
+_HOP_OR_LENGTH = HOP_BY_HOP | {b"content-length"}
+
 
 class UpstreamError(Exception):
     """The app could not be reached or answered with something that is not HTTP/1.1."""
@@ -72,6 +78,8 @@ class UpstreamResponse:
     def __init__(self, conn: _Connection, *, head_only: bool, timeout: float) -> None:
         self.status = 0
         self.headers: Headers = []
+        self.hop_by_hop = False
+        """A hop-by-hop header (RFC 7230 §6.1) is among :attr:`headers`."""
         self._conn = conn
         self._head_only = head_only
         self._timeout = timeout
@@ -80,7 +88,8 @@ class UpstreamResponse:
         self._head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None
+        """Created by the first reader that has to wait for more (most never do)."""
         self._delimited = False
         self.complete = False
         self.keep_alive = False
@@ -94,14 +103,20 @@ class UpstreamResponse:
         if self._head_bytes > MAX_HEAD_BYTES:
             raise UpstreamError("the app's response head is too large")
         lname = name.lower()
-        if lname in (b"content-length", b"transfer-encoding"):
-            self._delimited = True
+        if lname in _HOP_OR_LENGTH:
+            if lname in (b"content-length", b"transfer-encoding"):
+                self._delimited = True
+            if lname != b"content-length":
+                self.hop_by_hop = True
+        elif lname.startswith(b"proxy-"):
+            self.hop_by_hop = True
         self.headers.append((lname, value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
         if status < 200:  # 1xx interim answer: the real one follows
             self.headers = []
+            self.hop_by_hop = False
             return
         self.status = status
         if status in (204, 304):
@@ -118,7 +133,7 @@ class UpstreamResponse:
         self._buffered += len(body)
         if self._buffered > HIGH_WATER:
             self._conn.pause_reading()
-        self._wake.set()
+        self._notify()
 
     def on_message_complete(self) -> None:
         if self.status == 0:  # the end of a 1xx interim answer
@@ -157,13 +172,17 @@ class UpstreamResponse:
         if not self._head.done():
             self._head.set_exception(error)
             self._head.exception()  # seen: nobody may be waiting for the head any more
-        self._wake.set()
+        self._notify()
         self._conn.close()
 
     def _finish(self, *, keep_alive: bool) -> None:
         self.complete = True
         self.keep_alive = keep_alive
-        self._wake.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     # -- the proxy's side ----------------------------------------------------------
 
@@ -189,11 +208,20 @@ class UpstreamResponse:
                 raise self.error
             if self.complete:
                 return
+            if self._wake is None:
+                self._wake = asyncio.Event()
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._timeout)
             except TimeoutError:
                 self.fail(UpstreamTimeout("the app stopped sending its response"))
+
+    def take_buffered(self) -> bytes:
+        """Everything of the body received so far, at once (all of it once :attr:`complete`)."""
+        chunks, self._chunks = self._chunks, collections.deque()
+        self._buffered = 0
+        self._conn.resume_reading()
+        return b"".join(chunks)
 
     @property
     def reusable(self) -> bool:
