@@ -57,7 +57,9 @@ class Sealer:
         self._by_kid = {k.kid: AESGCM(k.key) for k in keys}
         self._active = keys[0].kid
         self._active_aead = self._by_kid[self._active]
-        self._kid_bytes = self._active.encode()
+        kid = self._active.encode()
+        self._header = MAGIC + bytes([len(kid)]) + kid
+        """What every blob sealed under the active key starts with."""
 
     def _try_reload(self) -> bool:
         now = time.monotonic()
@@ -76,9 +78,7 @@ class Sealer:
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(12)
-        kid = self._kid_bytes
-        ct = self._active_aead.encrypt(nonce, plaintext, aad)
-        return MAGIC + bytes([len(kid)]) + kid + nonce + ct
+        return self._header + nonce + self._active_aead.encrypt(nonce, plaintext, aad)
 
     def kid_of(self, blob: bytes) -> str:
         if len(blob) < 4 or blob[:3] != MAGIC:

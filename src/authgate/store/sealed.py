@@ -68,6 +68,8 @@ class ConsumeThen(Protocol):
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 """Built once: ``json.dumps`` with options builds an encoder on every call."""
+_DECODER = json.JSONDecoder()
+"""Payloads are the UTF-8 that :meth:`SealedStore.seal` wrote: no encoding to detect."""
 
 
 def _aad(kind: str, id: str) -> bytes:
@@ -97,7 +99,7 @@ class SealedStore:
     def open_record(self, record: Record) -> Entry | None:
         try:
             raw = self.sealer.open(record.payload, _aad(record.kind, record.id))
-            data = json.loads(raw)
+            data = _DECODER.decode(raw.decode("utf-8", "surrogatepass"))
         except (CorruptRecord, ValueError) as exc:
             log.error("store record %s/%s… fails to open (%s); treating it as absent",
                       record.kind, record.id[:8], exc)
