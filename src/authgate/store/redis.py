@@ -71,14 +71,17 @@ local function fields(h)
   for i = 1, #h, 2 do rec[h[i]] = h[i + 1] end
   return rec
 end
--- An index key lives as long as its longest-lived member (ttl < 0: forever).
-local function follow(key, existed, ttl)
+-- Add a member to an index key, which lives as long as its longest-lived member (ttl < 0:
+-- forever). PTTL before the add: -2 the key is new, -1 it never expires, else ms left.
+local function index(cmd, key, score, member, ttl)
   if ttl < 0 then
+    if score then redis.call(cmd, key, score, member) else redis.call(cmd, key, member) end
     redis.call('PERSIST', key)
-  else
-    local cur = redis.call('PTTL', key)
-    if existed == 0 or (cur >= 0 and cur < ttl) then redis.call('PEXPIRE', key, ttl) end
+    return
   end
+  local cur = redis.call('PTTL', key)
+  if score then redis.call(cmd, key, score, member) else redis.call(cmd, key, member) end
+  if cur == -2 or (cur >= 0 and cur < ttl) then redis.call('PEXPIRE', key, ttl) end
 end
 local function unindex(kind, id, s, g)
   redis.call('ZREM', kindkey(kind), id)
@@ -86,12 +89,18 @@ local function unindex(kind, id, s, g)
   if s then redis.call('ZREM', subkey(kind, s), id) end
   if g then redis.call('SREM', grantkey(g), kind .. ':' .. id) end
 end
--- Create or replace one record with its index entries (e g s: false for none).
-local function put(kind, id, payload, e, g, s, c, ttl)
+-- The record at key as {payload, e, s, g} (false for a missing field), or false if none.
+local function stored(key)
+  local h = redis.call('HMGET', key, 'p', 'e', 's', 'g')
+  if not h[1] then return false end
+  return h
+end
+-- Create or replace one record with its index entries (e g s c: false for none); old is
+-- what stored() found there.
+local function put(kind, id, payload, e, g, s, c, ttl, old)
   local key = rkey(kind, id)
-  if redis.call('EXISTS', key) == 1 then
-    local old = redis.call('HMGET', key, 's', 'g')
-    unindex(kind, id, old[1], old[2])
+  if old then
+    unindex(kind, id, old[3], old[4])
     redis.call('DEL', key)
   end
   local f = {'p', payload}
@@ -104,37 +113,25 @@ local function put(kind, id, payload, e, g, s, c, ttl)
   redis.call('ZADD', kindkey(kind), 0, id)
   redis.call('SADD', P .. ':@kinds', kind)
   if e then redis.call('ZADD', EXP, e, kind .. ':' .. id) end
-  if s then
-    local k = subkey(kind, s)
-    local existed = redis.call('EXISTS', k)
-    redis.call('ZADD', k, 0, id)
-    follow(k, existed, ttl)
-  end
-  if g then
-    local k = grantkey(g)
-    local existed = redis.call('EXISTS', k)
-    redis.call('SADD', k, kind .. ':' .. id)
-    follow(k, existed, ttl)
-  end
+  if s then index('ZADD', subkey(kind, s), 0, id, ttl) end
+  if g then index('SADD', grantkey(g), false, kind .. ':' .. id, ttl) end
 end
--- ARGV[b..b+7]: kind id payload e g s c ttl_ms (e g s c: '' for none, '=' .. value)
-local function write_at(b)
+-- ARGV[b..b+7]: kind id payload e g s c ttl_ms (e g s c: '' for none, '=' .. value).
+-- create: only if no live record is there (now: the caller's clock). True if written.
+local function write_at(b, create, now)
+  local old = stored(rkey(ARGV[b], ARGV[b + 1]))
+  if create and old and (not old[2] or tonumber(old[2]) > now) then return false end
   put(ARGV[b], ARGV[b + 1], ARGV[b + 2], opt(ARGV[b + 3]), opt(ARGV[b + 4]), opt(ARGV[b + 5]),
-      opt(ARGV[b + 6]), tonumber(ARGV[b + 7]))
-end
-local function live(key, now)
-  if redis.call('EXISTS', key) == 0 then return false end
-  local e = redis.call('HGET', key, 'e')
-  return not e or tonumber(e) > now
+      opt(ARGV[b + 6]), tonumber(ARGV[b + 7]), old)
+  return true
 end
 """
 
-_UPSERT = _LIB + "write_at(2) return 1"
+_UPSERT = _LIB + "write_at(2, false) return 1"
 
 _INSERT = _LIB + r"""
-if live(rkey(ARGV[2], ARGV[3]), tonumber(ARGV[10])) then return 0 end
-write_at(2)
-return 1
+if write_at(2, true, tonumber(ARGV[10])) then return 1 end
+return 0
 """
 
 # The writes that follow a won consume (consume_then), only while the consumed record is
@@ -145,7 +142,7 @@ if redis.call('EXISTS', rkey(ARGV[2], ARGV[3])) == 0 then return 0 end
 local now = tonumber(ARGV[4])
 for i = 0, tonumber(ARGV[5]) - 1 do
   local b = 6 + i * 9
-  if ARGV[b] == '0' or not live(rkey(ARGV[b + 1], ARGV[b + 2]), now) then write_at(b + 1) end
+  write_at(b + 1, ARGV[b] == '1', now)
 end
 return 1
 """
