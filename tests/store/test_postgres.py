@@ -56,6 +56,9 @@ async def _plan(backend: PostgresBackend, name: str, args: tuple[object, ...], *
         ("consume", (NOW, "code", "id-00042"), True),
         ("insert", ("refresh_token", "id-new", SEALED, NOW + 60, "fam-1", "user-1", None, NOW),
          True),
+        ("follow", ("code", "id-00042", ["refresh_token", "audit"], ["id-new", "ev-1"],
+                    [SEALED, SEALED], [NOW + 60, NOW + 60], ["fam-1", None], ["user-1", "user-1"],
+                    [None, None], [True, False], NOW), True),
         ("revoke", ("fam-17",), True),
         ("by_subject", ("refresh_token", "user-5", NOW, 1000), True),
         ("scan_after", ("refresh_token", "id-00042", 500), True),
@@ -74,6 +77,9 @@ async def test_hot_statements_use_an_index(
     assert "Seq Scan on authgate_records" not in plan, f"{operation}:\n{plan}"
     wanted = "Arbiter Indexes: authgate_records_pkey" if operation == "insert" else "Index"
     assert wanted in plan, f"{operation}:\n{plan}"
+    if operation == "follow":  # the consumed record is found (and held) by its primary key
+        assert "Index Scan using authgate_records_pkey" in plan, plan
+        assert plan.count("Arbiter Indexes: authgate_records_pkey") == 2, plan
 
 
 @pytest.mark.parametrize(

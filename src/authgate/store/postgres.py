@@ -15,10 +15,16 @@ PostgreSQL itself, never from a lock in this process:
   then reads the record in a statement of its own, whose snapshot includes the
   winner's commit;
 * ``insert`` is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expired``, so
-  two instances creating the same rotation successor cannot both win.
+  two instances creating the same rotation successor cannot both win;
+* ``consume_then`` (refresh rotation) is the consume, then one statement that
+  writes what follows from the consumed record while holding it (``FOR KEY
+  SHARE``), so a revocation deleting it either waits and then deletes those
+  writes too (``revoke_by_grant`` deletes until nothing is left) or goes first,
+  and nothing is written.
 
 Each operation is one statement in autocommit, so one round trip (``consume``
-that loses: two), on a connection lent by :mod:`authgate.store.pg_connections`
+that loses, ``consume_then`` that wins: two; ``revoke_by_grant``: at least
+two), on a connection lent by :mod:`authgate.store.pg_connections`
 (lighter than asyncpg's pool; idle connections the server closed, a restart,
 are replaced on checkout). ``pool_size`` and ``max_overflow`` in the URL query
 bound the connections (at most their sum, default 20); SQLAlchemy keeps a

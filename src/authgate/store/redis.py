@@ -28,8 +28,10 @@ Index entries of a record Redis already expired are dropped lazily, by
 ``P:@exp`` up to ``now``); until then ``count`` may include them.
 
 Every operation is one command: ``find`` an ``HGETALL``, every other one an
-``EVALSHA`` of a script loaded once when the backend opens. Concurrent
-operations share round trips (:mod:`authgate.store.redis_batch`).
+``EVALSHA`` of a script loaded once when the backend opens -- except
+``consume_then`` (refresh rotation), which is two: the consume, then the writes
+that follow from the consumed record, made only while it is still there.
+Concurrent operations share round trips (:mod:`authgate.store.redis_batch`).
 
 Scripts build key names from the prefix, so this needs one Redis node (or a
 primary with replicas / Sentinel), not Redis Cluster.
