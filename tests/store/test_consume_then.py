@@ -193,3 +193,26 @@ async def test_postgres_revocation_waits_for_writes_holding_the_record(
         finally:
             await conn.close()
         assert await backend.count() == 0
+
+
+async def test_any_number_of_writes_of_either_kind(backend: Backend, clock: FrozenClock) -> None:
+    """Not only a rotation's shape (one create, one upsert): none, upserts only, creates only."""
+    now = clock.now()
+    method = consume_then(backend)
+    for id in ("a", "b", "c"):
+        await backend.upsert(parent(now, id), now=now)
+    await backend.upsert(Record("audit", "kept", b"old"), now=now)
+    shapes: dict[str, list[tuple[Record, bool]]] = {
+        "a": [],
+        "b": [(Record("audit", "kept", b"new"), False), (Record("audit", "b2", b"x"), False)],
+        "c": [(Record("code", "c1", b"x", expires_at=now + 60), True),
+              (Record("code", "c2", b"x", grant_id="fam"), True),
+              (Record("code", "c3", b"x", subject="alice"), True)],
+    }
+    for id, writes in shapes.items():
+        got = await method("refresh_token", id, now=now, then=lambda _rec, w=writes: w)
+        assert got is not None and got.consumed_at is None
+    kept = await backend.find("audit", "kept", now=now)
+    assert kept is not None and kept.payload == b"new"
+    assert {r.id for r in await backend.scan("code")} == {"c1", "c2", "c3"}
+    assert await backend.count("audit") == 2
