@@ -9,6 +9,7 @@ fallback (consume, insert, check, upsert), covered by the refresh-token tests.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -216,3 +217,29 @@ async def test_any_number_of_writes_of_either_kind(backend: Backend, clock: Froz
     assert kept is not None and kept.payload == b"new"
     assert {r.id for r in await backend.scan("code")} == {"c1", "c2", "c3"}
     assert await backend.count("audit") == 2
+
+
+async def test_racing_revocations_never_leave_a_live_successor(
+        two_step: tuple[Backend, str], clock: FrozenClock) -> None:
+    """Rotations and revocations of the same grant from two instances, started together with
+    random offsets, many times: whatever the interleaving, the grant ends empty."""
+    backend, url = two_step
+    now = clock.now()
+    rng = random.Random(4)
+    async with opened(url) as other:
+        for round_ in range(40):
+            grant = f"fam-{round_}"
+            await backend.upsert(parent(now, f"rt-{round_}", grant), now=now)
+
+            async def rotate(id: str = f"rt-{round_}", grant: str = grant) -> None:
+                await asyncio.sleep(rng.random() * 0.002)
+                await consume_then(backend)("refresh_token", id, now=now, then=follows(now, grant))
+
+            async def revoke(grant: str = grant) -> None:
+                await asyncio.sleep(rng.random() * 0.002)
+                await other.revoke_by_grant(grant)
+
+            await asyncio.gather(rotate(), revoke())
+            left = [r.id for r in await backend.find_by_subject("refresh_token", "alice", now=now)
+                    if r.grant_id == grant]
+            assert left == [], (round_, left)
