@@ -257,3 +257,45 @@ async def test_every_signing_algorithm_verifies_with_joserfc(gate: AuthGate, alg
     bad = f"{head}.{payload}.{sig[:-4]}{'AAAA' if sig[-4:] != 'AAAA' else 'BBBB'}"
     with pytest.raises(InvalidToken):
         await gate.access.verify(bad)
+
+
+@pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256"])
+async def test_tokens_joserfc_signs_with_our_key_verify_and_odd_encodings_do_not(
+        gate: AuthGate, alg: str) -> None:
+    """Our verification (straight on cryptography) accepts what an independent JWS library
+    signs with our key, and only the one canonical compact form of it."""
+    await gate.keys.rotate(alg)
+    assert gate.keys.active is not None
+    _t, claims = mint(gate)
+    token = jwt.encode({"alg": alg, "kid": kid(gate), "typ": "at+jwt"}, claims,
+                       gate.keys.active.key, algorithms=[alg])
+    assert (await gate.access.verify(token))["sub"] == "u1"
+    head, payload, sig = token.split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    for bad in (
+        f"{head}.{payload}.{sig}=",  # padding
+        f"{head}.{payload}.{sig[:10]}!{sig[10:]}",  # a character base64 decoders skip
+        f"{head}.{payload}.{sig} ",
+        f"{head}.{payload}.{sig}A",  # one character too many
+        f"{head}.{payload}.{b64(raw[:-1])}",  # one byte short
+        f"{head}.{payload}.{b64(raw + b'x')}",
+        f"{head}=.{payload}.{sig}",
+        f"{head}.{payload}é.{sig}",
+    ):
+        with pytest.raises(InvalidToken):
+            await gate.access.verify(bad)
+
+
+async def test_es256_signature_must_be_r_and_s_of_32_bytes(gate: AuthGate) -> None:
+    """RFC 7518 §3.4: a DER signature, or r || s of another length, is refused."""
+    token, _claims = mint(gate)
+    head, payload, sig = token.split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    # r || 0x00 || s carries the same numbers: only the length check refuses it.
+    for bad in (der, raw[:32] + b"\x00" + raw[32:], raw[:32]):
+        with pytest.raises(InvalidToken, match="signature"):
+            await gate.access.verify(f"{head}.{payload}.{b64(bad)}")
