@@ -16,10 +16,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .app_state import gate_of
 from .config import Settings
@@ -28,7 +28,7 @@ from .gateway import Gateway
 from .gateway.freshness import run_refresher
 from .gateway.proxy import GatewayProxy
 from .gateway.routes import routes as gateway_routes
-from .limits import LimitsMiddleware
+from .limits import LimitsMiddleware, refusal, reject
 from .oauth import (
     authorize,
     discovery,
@@ -76,16 +76,30 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 class AuthGateApp(Starlette):
-    """authgate's ASGI app; with an upstream, requests outside ``/.auth/`` go straight to the proxy.
+    """authgate's ASGI app, with two short paths past Starlette's middleware stack and router.
 
-    The proxy answers them before Starlette's router and middleware: it applies the
-    header limit itself and answers its own errors (JSON 500 included), so the
-    proxied path costs only what proxying needs.
+    - With an upstream, requests outside ``/.auth/`` go straight to the proxy. It applies
+      the header limit itself and answers its own errors (JSON 500 included).
+    - A request for one of the app's fixed paths (the token endpoint, introspection,
+      ``/.auth/verify``, ``/.auth/me``...) with a method its route takes goes straight to
+      that route's endpoint, with the same request limits (:mod:`authgate.limits`) and the
+      same error answers as the full stack (:func:`_oauth_error`, :func:`_server_error`).
+      Everything else -- routes with parameters, wrong methods (405), unknown paths --
+      takes the full stack. Middleware added later turns the short path off.
     """
 
     proxy: GatewayProxy | None = None
+    max_header_bytes: int = 16 * 1024
+    _direct: dict[str, tuple[ASGIApp, set[str]]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            direct = self._direct if self._direct is not None else self._build_direct()
+            hit = direct.get(scope["path"])
+            if hit is not None and scope["method"] in hit[1]:
+                scope["app"] = self
+                await self._answer(hit[0], scope, receive, send)
+                return
         proxy = self.proxy
         if (proxy is not None and scope["type"] != "lifespan"
                 and not scope["path"].startswith("/.auth/")):
@@ -93,6 +107,39 @@ class AuthGateApp(Starlette):
             await proxy(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+    def _build_direct(self) -> dict[str, tuple[ASGIApp, set[str]]]:
+        direct: dict[str, tuple[ASGIApp, set[str]]] = {}
+        classes: list[object] = [m.cls for m in self.user_middleware]
+        if classes == [LimitsMiddleware]:
+            for route in self.routes:
+                if (isinstance(route, Route) and route.methods and "{" not in route.path
+                        and route.path not in direct):
+                    direct[route.path] = (route.app, route.methods)
+        self._direct = direct
+        return direct
+
+    async def _answer(self, endpoint: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        if why := refusal(scope, self.max_header_bytes):
+            await reject(send, why)
+            return
+        started = False
+
+        async def sender(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await endpoint(scope, receive, sender)
+        except ClientDisconnect:
+            return
+        except Exception as exc:
+            if started:
+                raise
+            request = Request(scope)
+            handler = _oauth_error if isinstance(exc, OAuthError) else _server_error
+            await (await handler(request, exc))(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, gate: AuthGate | None = None,
@@ -155,5 +202,6 @@ def create_app(settings: Settings | None = None, *, gate: AuthGate | None = None
             proxy.gateway = app.state.gateway
     # Every path outside /.auth/ goes to the app behind the gateway (AuthGateApp.__call__).
     app.proxy = proxy
+    app.max_header_bytes = cfg.gateway.max_header_bytes
     app.add_middleware(LimitsMiddleware, max_header_bytes=cfg.gateway.max_header_bytes)
     return app

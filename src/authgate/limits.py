@@ -21,24 +21,30 @@ async def _reject(send: Send, status: int, error: str, description: str) -> None
     await send({"type": "http.response.body", "body": body})
 
 
+def refusal(scope: Scope, max_header_bytes: int) -> tuple[int, str] | None:
+    """Why an HTTP request must be refused before any endpoint runs (status, reason), or None."""
+    size = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+    if size > max_header_bytes:
+        return 431, "request headers are too large"
+    query: bytes = scope.get("query_string", b"")
+    if query and scope["path"].startswith("/.auth/") and (
+        query.startswith(b"access_token=") or b"&access_token=" in query
+    ):
+        return 400, "access tokens are not accepted in the URL; use the Authorization header"
+    return None
+
+
+async def reject(send: Send, why: tuple[int, str]) -> None:
+    await _reject(send, why[0], "invalid_request", why[1])
+
+
 class LimitsMiddleware:
     def __init__(self, app: ASGIApp, max_header_bytes: int = 16 * 1024) -> None:
         self.app = app
         self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        size = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
-        if size > self.max_header_bytes:
-            await _reject(send, 431, "invalid_request", "request headers are too large")
-            return
-        query: bytes = scope.get("query_string", b"")
-        if query and scope["path"].startswith("/.auth/") and (
-            query.startswith(b"access_token=") or b"&access_token=" in query
-        ):
-            await _reject(send, 400, "invalid_request",
-                          "access tokens are not accepted in the URL; use the Authorization header")
+        if scope["type"] == "http" and (why := refusal(scope, self.max_header_bytes)):
+            await reject(send, why)
             return
         await self.app(scope, receive, send)
