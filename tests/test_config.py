@@ -70,3 +70,13 @@ def test_insecure_public_url_warns(tmp_path: Path) -> None:
     assert any("plain http" in w for w in s.warnings())
     assert not load_settings(environ={"AUTHGATE_PUBLIC_URL": "http://127.0.0.1:9000"}).warnings()
 
+
+
+def test_harness_variables_are_not_settings_but_typos_still_fail() -> None:
+    """``AUTHGATE_TEST_*``/``AUTHGATE_BENCH_*`` belong to the test suite and `make bench`;
+    any other unknown ``AUTHGATE_*`` variable is a mistake worth stopping for."""
+    s = load_settings(environ={"AUTHGATE_BENCH_POSTGRES": "postgresql://x/y",
+                               "AUTHGATE_TEST_CACHE": "/tmp/c"})
+    assert s.public_url
+    with pytest.raises(ConfigError, match="unknown setting 'publc_url'"):
+        load_settings(environ={"AUTHGATE_PUBLC_URL": "https://app.example.com"})

@@ -211,11 +211,16 @@ def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
             setattr(obj, key, _coerce(path, current, value))
 
 
+_HARNESS = ("AUTHGATE_TEST_", "AUTHGATE_BENCH_")
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith("AUTHGATE_") or name in ("AUTHGATE_CONFIG",):
             continue
+        if name.startswith(_HARNESS):
+            continue  # the test suite's and benchmark's own variables, not settings
         parts = name[len("AUTHGATE_"):].lower().split("__")
         if parts[0] in ("sealing_keys", "hash_key"):
             continue  # key material, read by authgate.keystore
