@@ -61,8 +61,14 @@ class ConsumeThen(Protocol):
     async def consume_then(self, kind: str, id: str, *, now: float,
                            then: Callable[[Record], Iterable[tuple[Record, bool]]]) -> Record | None:
         """``consume``; when this caller won, also write the ``(record, create)`` pairs
-        ``then(record)`` returns (``create``: ``insert``, else ``upsert``), with nothing
-        of any other caller in between. Returns what ``consume`` returns."""
+        ``then(record)`` returns (``create``: ``insert``, else ``upsert``).
+
+        No other caller may consume the record in between, and the writes happen only
+        while the consumed record still exists: SQLite does both in one stretch of its
+        transaction; PostgreSQL and Redis take a second step that writes only if the
+        record is still there (a revocation of its family in between deletes it). Returns
+        what ``consume`` returned, or None when that second step found the record gone
+        (nothing was written; the refresh fails as ``invalid_grant``)."""
         ...
 
 
