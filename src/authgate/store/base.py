@@ -33,12 +33,15 @@ kind               id                           grant_id     subject
 ``code``           HMAC of the code             family id    user id
 ``sso``            HMAC of the SSO session id   --           user id
 ``deny``           ``jti:<jti>``/``grant:<id>`` --           --
-``audit``          time-ordered event id        family id    user id / client
+``audit``          time-ordered event id        --           user id / client
 ``throttle``       ``<what>:<key>``             --           --
 ``provider_token`` ``<user key>:<provider>``    --           user key
 ``gw_session``     gateway session id           --           user key
 ``gw_login``       pending upstream login state --           --
 =================  ===========================  ===========  ==============
+
+Audit events name their family in the payload, never as ``grant_id``: revoking a
+family deletes its records by ``grant_id``, and its audit trail must outlive it.
 
 The list every tool iterates (migration, stats) is :data:`authgate.store.kinds.KINDS`;
 a test fails when a ``KIND`` constant is missing from it.
