@@ -27,11 +27,30 @@ HOUR = 3600.0
 Then = Callable[[Record], Iterable[tuple[Record, bool]]]
 
 
+OFFERED_BY = ("sqlite", "postgres", "redis")
+"""The backends with ``consume_then``; file and azureblob rotate through the fallback."""
+
+
+@pytest.fixture(params=[pytest.param(n, id=n, marks=MARKS.get(n, ())) for n in OFFERED_BY])
+def backend_url(request: pytest.FixtureRequest, store_url: Callable[[str], str]) -> str:
+    """Only the backends that offer it (the store conftest's fixture takes every backend)."""
+    name: str = request.param
+    return store_url(name)
+
+
 def consume_then(backend: Backend) -> Any:
     method = getattr(backend, "consume_then", None)
-    if method is None:
-        pytest.skip(f"the {backend.url_scheme} backend rotates through SealedStore's fallback")
+    assert method is not None, f"the {backend.url_scheme} backend no longer offers consume_then"
     return method
+
+
+@pytest.mark.parametrize("scheme", ["file", "azureblob"])
+def test_the_other_backends_rotate_through_the_fallback(scheme: str) -> None:
+    from authgate.store.azureblob import AzureBlobBackend
+    from authgate.store.file import FileBackend
+
+    cls = {"file": FileBackend, "azureblob": AzureBlobBackend}[scheme]
+    assert not hasattr(cls, "consume_then"), f"{scheme} offers consume_then: add it to OFFERED_BY"
 
 
 def parent(now: float, id: str = "rt-1", grant: str = "fam") -> Record:
