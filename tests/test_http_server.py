@@ -175,3 +175,25 @@ async def test_a_streamed_chunk_is_not_held_back() -> None:
         assert b"second" in seen
         writer.close()
         await writer.wait_closed()
+
+
+async def test_under_uvicorn_head_and_body_leave_in_one_write(monkeypatch: Any) -> None:
+    """The protocol really installs the coalescing transport: a small response's head
+    and body are one write to the socket."""
+    flushed: list[int] = []
+    original = CoalescingTransport.flush
+
+    def counting(self: CoalescingTransport) -> None:
+        pending = self._pending
+        if pending:
+            flushed.append(len(pending))
+        original(self)
+
+    monkeypatch.setattr(CoalescingTransport, "flush", counting)
+    async with running() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await _response(reader))[1] == b"GET /a 0"
+        writer.close()
+        await writer.wait_closed()
+    assert flushed == [2]  # head and body, joined

@@ -65,9 +65,11 @@ class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with :class:`CoalescingTransport` for each response."""
 
     def on_headers_complete(self) -> None:
-        before = self.cycle
+        # uvicorn's internals (the ``cycle`` it creates here, its ``transport``) are read
+        # defensively: a uvicorn that names them differently gets plain writes, not errors.
+        before = getattr(self, "cycle", None)
         super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is not None and cycle is not before:
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and cycle is not before and hasattr(cycle, "transport"):
             # The cycle's task has been created but has not run yet.
-            cycle.transport = CoalescingTransport(self.transport, self.loop)  # type: ignore[assignment]
+            cycle.transport = CoalescingTransport(self.transport, self.loop)
