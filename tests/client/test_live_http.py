@@ -89,6 +89,14 @@ class Barrier(SyncWire):
         return super().handle_request(request)
 
 
+def pooled() -> httpx.HTTPTransport:
+    """A pool that keeps every connection the fan-out opens: httpcore closing surplus
+    keep-alive connections while other threads still read on the pool raced into
+    ``ReadError: [Errno 9] Bad file descriptor`` now and then (about 1 run in 20)."""
+    return httpx.HTTPTransport(limits=httpx.Limits(max_connections=THREADS * 2,
+                                                   max_keepalive_connections=THREADS * 2))
+
+
 def fan_out(http: httpx.Client, url: str, auth: OAuth2Auth) -> list[int]:
     start = threading.Barrier(THREADS)
 
@@ -106,7 +114,7 @@ def test_fifty_threads_expired_token_one_refresh_over_http(live: Live) -> None:
     auth = OAuth2Auth(live.token_endpoint, "cli", live.secret, storage=MemoryStorage(),
                       tokens=TokenSet.from_response(live.tokens, now=time.time()),
                       clock=lambda: time.time() + offset[0])
-    wire = SyncWire(httpx.HTTPTransport())
+    wire = SyncWire(pooled())
     with httpx.Client(transport=wire) as http:
         assert http.get(f"{live.base}/.auth/oauth2/userinfo", auth=auth).status_code == 200
         assert wire.refreshes() == []
@@ -124,7 +132,7 @@ def test_fifty_threads_all_refused_share_one_refresh_over_http(live: Live) -> No
     r = httpx.post(f"{live.base}/.auth/oauth2/revoke", auth=("cli", live.secret),
                    data={"token": str(live.tokens["access_token"]), "token_type_hint": "access_token"})
     assert r.status_code == 200
-    wire = Barrier(httpx.HTTPTransport(), THREADS)
+    wire = Barrier(pooled(), THREADS)
     with httpx.Client(transport=wire) as http:
         statuses = fan_out(http, f"{live.base}/.auth/oauth2/userinfo", auth)
     assert statuses == [200] * THREADS
