@@ -69,7 +69,7 @@ class AuditLog:
     async def record(self, event: str, *, user: str | None = None, client: str | None = None,
                      family: str | None = None, reason: str = "") -> None:
         w = self.write(event, user=user, client=client, family=family, reason=reason)
-        await self.store.put(w.kind, w.id, w.data, expires_at=w.expires_at, subject=w.subject)
+        await self.store.write(w)
         self.log(w)
 
     async def for_subject(self, subject: str, limit: int = 1000) -> list[Event]:

@@ -111,9 +111,7 @@ class RefreshTokens:
 
     async def _store(self, token: str, grant: Grant, now: float, idle: float,
                      parent: str | None) -> bool:
-        w = self._write(token, grant, now, idle, parent)
-        return await self.store.add(w.kind, w.id, w.data, expires_at=w.expires_at,
-                                    grant_id=w.grant_id, subject=w.subject)
+        return await self.store.write(self._write(token, grant, now, idle, parent))
 
     async def _store_successor(self, successor: str, grant: Grant, now: float, idle: float,
                                parent: str) -> None:

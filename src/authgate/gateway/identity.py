@@ -41,8 +41,9 @@ class Resolution:
     """Why a credential that was present was refused."""
 
 
-def _bearer(headers: Headers) -> str | None:
-    return bearer_token(headers.get("authorization"))
+def request_token(headers: Headers) -> str | None:
+    """The session or access token a request carries: ``X-ZUMO-AUTH``, else Bearer."""
+    return headers.get("x-zumo-auth") or bearer_token(headers.get("authorization"))
 
 
 def bearer_token(value: str | None) -> str | None:
@@ -55,8 +56,8 @@ def bearer_token(value: str | None) -> str | None:
 
 async def resolve(gw: Gateway, headers: Headers, cookies: dict[str, str], *,
                   expired_grace: float = 0) -> Resolution:
-    return await resolve_credentials(gw, headers.get("x-zumo-auth") or _bearer(headers),
-                                     cookies.get(gw.cookie_name), expired_grace=expired_grace)
+    return await resolve_credentials(gw, request_token(headers), cookies.get(gw.cookie_name),
+                                     expired_grace=expired_grace)
 
 
 async def resolve_credentials(gw: Gateway, token: str | None, cookie: str | None, *,

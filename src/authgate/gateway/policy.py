@@ -38,7 +38,7 @@ from starlette.types import Receive, Scope, Send
 from .forwarded import TrustedProxies
 from .freshness import FreshnessError
 from .headers import TOKEN_KINDS, RawHeaders, principal_headers, token_headers
-from .identity import Identity, bearer_token, resolve_credentials
+from .identity import Identity, request_token, resolve_credentials
 from .provider_tokens import ProviderTokens
 
 if TYPE_CHECKING:
@@ -146,10 +146,8 @@ class Policy:
                 and is_canonical(path, raw_path) and any(p.fullmatch(path) for p in self.excluded))
 
     async def authenticate(self, conn: HTTPConnection) -> Outcome:
-        headers = conn.headers
-        return await self.authenticate_credentials(
-            conn.scope, headers.get("x-zumo-auth") or bearer_token(headers.get("authorization")),
-            conn.cookies.get(self.gw.cookie_name))
+        return await self.authenticate_credentials(conn.scope, request_token(conn.headers),
+                                                   conn.cookies.get(self.gw.cookie_name))
 
     async def authenticate_credentials(self, scope: Scope, token: str | None,
                                        cookie: str | None) -> Outcome:

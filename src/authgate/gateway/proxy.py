@@ -72,9 +72,14 @@ def end_to_end(headers: RawHeaders) -> RawHeaders:
            if (n := k.lower()) not in HOP_BY_HOP and not n.startswith(b"proxy-")]
     if len(out) == len(headers):
         return out
-    named = {token.strip().lower().encode("latin-1") for k, v in headers
-             if k.lower() == b"connection" for token in v.decode("latin-1").split(",")}
+    named = _connection_named(headers)
     return [(k, v) for k, v in out if k.lower() not in named] if named else out
+
+
+def _connection_named(headers: RawHeaders) -> set[bytes]:
+    """The header names every ``Connection`` header lists (hop-by-hop too, RFC 7230 §6.1)."""
+    return {token.strip().lower().encode("latin-1") for k, v in headers
+            if k.lower() == b"connection" for token in v.decode("latin-1").split(",")}
 
 
 def _take_cookie(value: bytes, name: bytes) -> tuple[bytes, str | None]:
@@ -112,6 +117,7 @@ class _Inbound:
 
     headers: RawHeaders
     size: int
+    host: bytes
     token: str | None
     cookie: str | None
     length: bytes | None
@@ -122,6 +128,7 @@ def _inbound(scope: Scope, cookie_name: bytes) -> _Inbound:
     out: RawHeaders = []
     size = 0
     zumo = bearer = length = None
+    host = b""
     cookie: str | None = None
     first_cookie = True
     chunked = False
@@ -134,6 +141,8 @@ def _inbound(scope: Scope, cookie_name: bytes) -> _Inbound:
                 chunked = True
             elif name == b"connection":
                 connection = True
+            elif name == b"host" and not host:
+                host = v
             continue
         if b"ms" in name and is_identity_header(name):
             continue
@@ -153,12 +162,11 @@ def _inbound(scope: Scope, cookie_name: bytes) -> _Inbound:
             length = v
         out.append((name, v))
     if connection:
-        named = {token.strip().lower().encode("latin-1") for k, v in scope["headers"]
-                 if k.lower() == b"connection" for token in v.decode("latin-1").split(",")}
+        named = _connection_named(scope["headers"])
         out = [(k, v) for k, v in out if k not in named]
     token = (zumo.decode("latin-1") if zumo else None) or (
         bearer_token(bearer.decode("latin-1")) if bearer else None)
-    return _Inbound(out, size, token, cookie, length, chunked)
+    return _Inbound(out, size, host, token, cookie, length, chunked)
 
 
 class _BodyTooLarge(Exception):
@@ -201,12 +209,27 @@ class GatewayProxy:
             gw = self.gateway = scope["app"].state.gateway
         return gw
 
-    def _forwarding(self, scope: Scope, policy: Policy) -> RawHeaders | tuple[tuple[bytes, bytes], ...]:
+    def _forwarding(self, scope: Scope, policy: Policy,
+                    host: bytes) -> RawHeaders | tuple[tuple[bytes, bytes], ...]:
         if policy.trusted:
             return forwarding_headers(scope, hop(scope, policy.trusted))
         client = scope.get("client")
-        host = next((v for k, v in scope["headers"] if k.lower() == b"host"), b"")
         return _own_hop(str(client[0]) if client else None, scope.get("scheme", "http"), host)
+
+    async def _admit(self, scope: Scope) -> tuple[_Inbound, RawHeaders] | Response:
+        """Who is asking, and what the app receives: the headers to send on, or a refusal."""
+        gw = self._gateway(scope)
+        policy = policy_of(gw)
+        inbound = _inbound(scope, gw.cookie_name.encode("latin-1"))
+        if inbound.size > self.max_header_bytes:
+            return error_json(431, "invalid_request", "request headers are too large")
+        outcome = await policy.authenticate_credentials(scope, inbound.token, inbound.cookie)
+        if outcome.denial is not None:
+            return outcome.denial
+        headers = inbound.headers
+        headers.extend(self._forwarding(scope, policy, inbound.host))
+        headers.extend(outcome.headers)
+        return inbound, headers
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -227,22 +250,15 @@ class GatewayProxy:
 
     async def _forward(self, scope: Scope, receive: Receive) -> UpstreamResponse | Response:
         """Authenticate and send the request on: the app's answer, or authgate's refusal."""
-        gw = self._gateway(scope)
-        policy = policy_of(gw)
-        inbound = _inbound(scope, gw.cookie_name.encode("latin-1"))
-        if inbound.size > self.max_header_bytes:
-            return error_json(431, "invalid_request", "request headers are too large")
-        outcome = await policy.authenticate_credentials(scope, inbound.token, inbound.cookie)
-        if outcome.denial is not None:
-            return outcome.denial
+        admitted = await self._admit(scope)
+        if isinstance(admitted, Response):
+            return admitted
+        inbound, headers = admitted
         limit = self.settings.gateway.max_body_bytes
         length = inbound.length
         if length is not None and length.isdigit() and int(length) > limit:
             return _too_large(limit)
         has_body = inbound.chunked or (length is not None and length not in (b"", b"0"))
-        headers = inbound.headers
-        headers.extend(self._forwarding(scope, policy))
-        headers.extend(outcome.headers)
         try:
             return await self.pool().send(scope["method"], original_target(scope), headers,
                                           _body(receive, limit) if has_body else None)
@@ -259,21 +275,13 @@ class GatewayProxy:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        gw = self._gateway(scope)
-        policy = policy_of(gw)
-        inbound = _inbound(scope, gw.cookie_name.encode("latin-1"))
-        if inbound.size > self.max_header_bytes:
-            await answer(error_json(431, "invalid_request", "request headers are too large"),
-                         scope, receive, send)
-            return
-        outcome = await policy.authenticate_credentials(scope, inbound.token, inbound.cookie)
-        if outcome.denial is not None:
-            await answer(outcome.denial, scope, receive, send)
+        admitted = await self._admit(scope)
+        if isinstance(admitted, Response):
+            await answer(admitted, scope, receive, send)
             return
         gs = self.settings.gateway
-        out = [*inbound.headers, *self._forwarding(scope, policy), *outcome.headers]
         headers = [(k.decode("latin-1"), v.decode("utf-8", "replace"))
-                   for k, v in out if k not in _WS_HANDSHAKE]
+                   for k, v in admitted[1] if k not in _WS_HANDSHAKE]
         protocols = [Subprotocol(p) for p in scope.get("subprotocols", [])]
         url = "ws" + self.base.removeprefix("http") + original_target(scope)
         try:

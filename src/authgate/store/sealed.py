@@ -125,6 +125,10 @@ class SealedStore:
     ) -> Record:
         return Record(kind, id, self.seal(kind, id, data), expires_at, grant_id, subject)
 
+    def sealed(self, w: Write) -> Record:
+        return self.record(w.kind, w.id, w.data, expires_at=w.expires_at, grant_id=w.grant_id,
+                           subject=w.subject)
+
     # -- lifecycle --------------------------------------------------------------
 
     async def put(self, kind: str, id: str, data: Mapping[str, Any], *,
@@ -138,6 +142,15 @@ class SealedStore:
                   subject: str | None = None) -> bool:
         rec = self.record(kind, id, data, expires_at=expires_at, grant_id=grant_id, subject=subject)
         return await self.backend.insert(rec, now=self.clock.now())
+
+    async def write(self, w: Write) -> bool:
+        """Store ``w``: ``insert`` when ``w.create`` (False: a live record is there), else ``upsert``."""
+        if w.create:
+            return await self.add(w.kind, w.id, w.data, expires_at=w.expires_at,
+                                  grant_id=w.grant_id, subject=w.subject)
+        await self.put(w.kind, w.id, w.data, expires_at=w.expires_at, grant_id=w.grant_id,
+                       subject=w.subject)
+        return True
 
     async def get(self, kind: str, id: str) -> Entry | None:
         rec = await self.backend.find(kind, id, now=self.clock.now())
@@ -173,9 +186,7 @@ class SealedStore:
                 opened.append(entry)
                 if entry is None:
                     return []
-                return [(self.record(w.kind, w.id, w.data, expires_at=w.expires_at,
-                                     grant_id=w.grant_id, subject=w.subject), w.create)
-                        for w in follow(entry)]
+                return [(self.sealed(w), w.create) for w in follow(entry)]
 
             rec = await self._consume_then(kind, id, now=now, then=then)
             if rec is None:
@@ -189,16 +200,14 @@ class SealedStore:
         writes = follow(entry)
         creates = [w for w in writes if w.create]
         for w in creates:
-            await self.add(w.kind, w.id, w.data, expires_at=w.expires_at, grant_id=w.grant_id,
-                           subject=w.subject)
+            await self.write(w)
         if creates and not await self.exists(kind, id, now=now):
             for w in creates:
                 await self.delete(w.kind, w.id)
             return entry, False
         for w in writes:
             if not w.create:
-                await self.put(w.kind, w.id, w.data, expires_at=w.expires_at, grant_id=w.grant_id,
-                               subject=w.subject)
+                await self.write(w)
         return entry, True
 
     async def delete(self, kind: str, id: str) -> bool:
