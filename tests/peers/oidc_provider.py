@@ -4,7 +4,9 @@ Tests use it as "any OIDC provider" (DESIGN.md §2, ``type = "oidc"``); the
 benchmark uses it as the reference server (DESIGN.md §5). The node project in
 ``oidc-provider/`` is installed once per version into a cache directory
 (``~/.cache/authgate-test/oidc-provider-<hash>``, or under
-``$AUTHGATE_TEST_CACHE``) and started per test module::
+``$AUTHGATE_TEST_CACHE``) and started per test module. Its ``sqlite`` adapter
+uses better-sqlite3, a native module that npm compiles with node-gyp where no
+prebuilt binary can be downloaded (g++, make, python3, node's headers)::
 
     with running({"clients": [client("rp", "s3cret...", redirect_uris=[CB])]}) as issuer:
         url = scripted_login(authorize_url(issuer, ...))   # -> CB?code=...&state=...
@@ -69,11 +71,19 @@ def _require(tool: str) -> str:
 
 
 def cache_dir() -> Path:
-    """Where this version of the node project is installed."""
+    """Where this version of the node project is installed, for this ``node``.
+
+    Keyed by package.json and package-lock.json (a change installs afresh) and by
+    the ``node`` binary, since better-sqlite3's native module is built for one.
+    """
     digest = hashlib.sha256()
     for name in PROJECT_FILES:
         if (SOURCE / name).exists():
             digest.update(name.encode() + b"\0" + (SOURCE / name).read_bytes())
+    if node := shutil.which("node"):
+        real = Path(node).resolve()
+        stat = real.stat()
+        digest.update(f"node\0{real}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
     if root := os.environ.get("AUTHGATE_TEST_CACHE"):
         base = Path(root)
     else:
@@ -81,9 +91,48 @@ def cache_dir() -> Path:
     return base / f"oidc-provider-{digest.hexdigest()[:16]}"
 
 
+def _npm_env(node: str) -> dict[str, str]:
+    """npm's environment, pointing node-gyp at the headers of the ``node`` that runs the peer.
+
+    better-sqlite3 first tries to download a prebuilt binary, which fails where only
+    package registries are reachable; it then compiles with node-gyp, which would
+    download node's headers too unless ``npm_config_nodedir`` names an install that
+    has them (``<prefix>/include/node``). A value already set is left alone.
+    """
+    env = dict(os.environ)
+    if not any(name.lower() == "npm_config_nodedir" for name in env):
+        prefix = Path(node).resolve().parent.parent
+        if (prefix / "include" / "node" / "node.h").exists():
+            env["npm_config_nodedir"] = str(prefix)
+    return env
+
+
+def _build_hint(env: Mapping[str, str]) -> str:
+    nodedir = next((v for k, v in env.items() if k.lower() == "npm_config_nodedir"), "(unset)")
+    return ("better-sqlite3 compiles with node-gyp when no prebuilt binary can be fetched: "
+            f"that needs g++, make, python3 and node's headers (npm_config_nodedir={nodedir})")
+
+
+# Loads the native module (better-sqlite3 opens it on the first Database, not on require).
+_NATIVE_CHECK = "new (require('better-sqlite3'))(':memory:').close()"
+
+
+def _native_problem(node: str, project: Path, env: Mapping[str, str]) -> str:
+    """Why better-sqlite3 cannot be loaded in ``project``, or ``""``."""
+    try:
+        done = subprocess.run([node, "-e", _NATIVE_CHECK], cwd=project, capture_output=True,
+                              text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return "node -e \"require('better-sqlite3')\" took over 60s"
+    if done.returncode == 0:
+        return ""
+    return (f"node -e \"require('better-sqlite3')\" failed (exit {done.returncode}): "
+            f"{done.stderr[-2000:]}\n{_build_hint(env)}")
+
+
 def install() -> Path:
     """Install the node project (once per version) and return its directory."""
-    _require("node")
+    node = _require("node")
     npm = _require("npm")
     target = cache_dir()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -95,20 +144,27 @@ def install() -> Path:
                 if (SOURCE / name).exists():
                     shutil.copy2(SOURCE / name, staging / name)
             verb = "ci" if (staging / "package-lock.json").exists() else "install"
+            env = _npm_env(node)
             try:
                 done = subprocess.run(
                     [npm, verb, "--no-audit", "--no-fund", "--loglevel=error"],
                     cwd=staging, capture_output=True, text=True, timeout=INSTALL_TIMEOUT,
-                    check=False, stdin=subprocess.DEVNULL,
+                    check=False, stdin=subprocess.DEVNULL, env=env,
                 )
             except subprocess.TimeoutExpired:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise PeerError(f"npm {verb} of the oidc-provider peer took over "
                                 f"{INSTALL_TIMEOUT:.0f}s") from None
+            output = f"{done.stdout[-3000:]}{done.stderr[-3000:]}"
             if done.returncode != 0:
                 shutil.rmtree(staging, ignore_errors=True)
+                hint = f"\n{_build_hint(env)}" if "gyp" in output else ""
                 raise PeerError(f"npm {verb} of the oidc-provider peer failed "
-                                f"(exit {done.returncode}):\n{done.stderr[-3000:]}")
+                                f"(exit {done.returncode}):\n{output}{hint}")
+            if problem := _native_problem(node, staging, env):
+                shutil.rmtree(staging, ignore_errors=True)
+                raise PeerError(f"npm {verb} of the oidc-provider peer succeeded, but {problem}\n"
+                                f"npm output:\n{output}")
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)
         server = (SOURCE / "server.mjs").read_bytes()

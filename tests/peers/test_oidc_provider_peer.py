@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import json
 import secrets
+import shutil
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,12 +18,17 @@ import httpx
 import pytest
 
 from .oidc_provider import (
+    _native_problem,
+    _npm_env,
     authorize_url,
     client,
+    install,
     mint_refresh_tokens,
     running,
     scripted_login,
     scripted_login_async,
+    start,
+    stop,
 )
 
 pytestmark = pytest.mark.node
@@ -163,3 +173,105 @@ async def test_async_scripted_login_returns_code_and_state(issuer: str) -> None:
     assert final.startswith(CALLBACK)
     assert query["state"] == ["s-123"]
     assert query["code"]
+
+
+# --- the "sqlite" adapter: persisted in SQLite, the benchmark's persistent-style reference ---
+
+def _sqlite_config(path: Path | None) -> dict[str, Any]:
+    config: dict[str, Any] = {"clients": [client(RP, RP_SECRET, redirect_uris=[CALLBACK])],
+                              "adapter": "sqlite", "rotateRefreshToken": True, "testApi": True}
+    if path is not None:
+        config["sqlitePath"] = str(path)
+    return config
+
+
+def _refresh_error(http: httpx.Client, issuer: str, token: str) -> str:
+    response = _refresh(http, issuer, token)
+    assert response.status_code == 400, response.text
+    error: str = response.json()["error"]
+    return error
+
+
+def test_sqlite_adapter_rotates_detects_reuse_and_persists_across_restart(
+        tmp_path: Path, http: httpx.Client) -> None:
+    """Rotation, reuse detection and revocation live in the SQLite file: a new peer on it
+    honours them all and refreshes the newest token of an untouched grant."""
+    db = tmp_path / "peer.db"
+    peer = start(_sqlite_config(db))
+    try:
+        reused, kept = mint_refresh_tokens(peer.issuer, RP, 2)
+        refreshed = _refresh(http, peer.issuer, reused)
+        assert refreshed.status_code == 200, refreshed.text
+        successor = refreshed.json()["refresh_token"]
+        assert successor != reused
+        assert _refresh_error(http, peer.issuer, reused) == "invalid_grant"
+        assert _refresh_error(http, peer.issuer, successor) == "invalid_grant"  # grant revoked
+        refreshed = _refresh(http, peer.issuer, kept)
+        assert refreshed.status_code == 200, refreshed.text
+        latest = refreshed.json()["refresh_token"]
+    finally:
+        stop(peer)
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:  # the peer closed it: WAL merged
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        rows = dict(conn.execute("SELECT id, payload FROM oidc_payload WHERE model = ?",
+                                 ("RefreshToken",)).fetchall())
+    assert latest in rows and kept in rows and reused not in rows and successor not in rows
+    assert isinstance(json.loads(rows[kept])["consumed"], int)
+    assert "consumed" not in json.loads(rows[latest])
+
+    peer = start(_sqlite_config(db))
+    try:
+        assert _refresh_error(http, peer.issuer, successor) == "invalid_grant"
+        refreshed = _refresh(http, peer.issuer, latest)
+        assert refreshed.status_code == 200, refreshed.text
+        assert refreshed.json()["refresh_token"] not in (latest, kept)
+        assert refreshed.json()["id_token"]
+        # Last, as reuse revokes the grant: the consumed mark was read back from the file.
+        assert _refresh_error(http, peer.issuer, kept) == "invalid_grant"
+    finally:
+        stop(peer)
+
+
+def test_sqlite_adapter_refuses_unknown_refresh_tokens(tmp_path: Path, http: httpx.Client,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``sqlitePath`` the database is a fresh temporary file, removed on exit;
+    a token it never stored is invalid_grant."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    peer = start(_sqlite_config(None))
+    try:
+        (made,) = tmp_path.glob("oidc-peer-sqlite-*/oidc-provider.db")
+        for bogus in ("not-a-refresh-token", secrets.token_urlsafe(32)):
+            assert _refresh_error(http, peer.issuer, bogus) == "invalid_grant"
+        (token,) = mint_refresh_tokens(peer.issuer, RP, 1)
+        assert _refresh(http, peer.issuer, token).status_code == 200
+    finally:
+        stop(peer)
+    assert not made.parent.exists()
+
+
+def test_npm_builds_against_the_headers_of_the_node_it_runs(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """node-gyp is pointed at ``<prefix>/include/node`` when it exists; a value set is kept."""
+    for name in ("npm_config_nodedir", "NPM_CONFIG_NODEDIR"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "node").touch()
+    assert "npm_config_nodedir" not in _npm_env(str(tmp_path / "bin" / "node"))
+    (tmp_path / "include" / "node").mkdir(parents=True)
+    (tmp_path / "include" / "node" / "node.h").touch()
+    assert _npm_env(str(tmp_path / "bin" / "node"))["npm_config_nodedir"] == str(tmp_path)
+    monkeypatch.setenv("NPM_CONFIG_NODEDIR", "/elsewhere")
+    env = _npm_env(str(tmp_path / "bin" / "node"))
+    assert "npm_config_nodedir" not in env and env["NPM_CONFIG_NODEDIR"] == "/elsewhere"
+
+
+def test_install_checks_that_better_sqlite3_loads(tmp_path: Path) -> None:
+    """The installed peer loads better-sqlite3's native module; a project without it is
+    reported with the reason (install() then fails instead of the sqlite adapter later)."""
+    node = shutil.which("node")
+    assert node is not None
+    assert _native_problem(node, install(), {}) == ""
+    problem = _native_problem(node, tmp_path, {"npm_config_nodedir": "/nowhere"})
+    assert "better-sqlite3" in problem and "Cannot find module" in problem
+    assert "npm_config_nodedir=/nowhere" in problem

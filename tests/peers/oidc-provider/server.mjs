@@ -10,9 +10,18 @@
 //   issuer                default http://<host>:<port>
 //   clients               [{client_id, client_secret, redirect_uris, grant_types,
 //                           token_endpoint_auth_method, scope, ...}] (client metadata)
-//   adapter               "map" (default): a plain Map, persistent-style, no LRU
-//                         eviction, expiry checked on read; "lru": oidc-provider's
-//                         own development adapter (an LRU of 1,000 entries)
+//   adapter               "map" (default): live payload objects kept by reference
+//                         in a Map: no serialization, no persistence, no LRU
+//                         eviction, expiry checked on read. "sqlite": a SQL adapter
+//                         persisted in SQLite (better-sqlite3): one table keyed by
+//                         (model, id), the payload as JSON text, journal_mode=WAL,
+//                         synchronous=NORMAL, busy_timeout=5000 as authgate's own
+//                         SQLite store. "lru": oidc-provider's own development
+//                         adapter (an LRU of 1,000 entries)
+//   sqlitePath            the "sqlite" adapter's database file (an absolute path:
+//                         the peer runs in its install directory); kept on exit.
+//                         Default: a fresh file in a new temporary directory,
+//                         removed on exit
 //   rotateRefreshToken    true (default): every refresh rotates; false: never;
 //                         "default": oidc-provider's own policy
 //   pkceRequired          require PKCE (S256) from every client (default: public
@@ -28,8 +37,10 @@
 // login, any password) and then a consent form; tests submit them with httpx.
 
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import Provider from 'oidc-provider';
 
@@ -48,7 +59,7 @@ const config = loadConfig();
 const host = config.host ?? '127.0.0.1';
 const epoch = () => Math.floor(Date.now() / 1000);
 
-// --- adapter: a plain Map, no eviction (DESIGN.md §5) -----------------------
+// --- adapter "map": live objects in a Map, no eviction (DESIGN.md §5) ---------
 
 const storage = new Map(); // key -> {payload, expiresAt}
 const grantIndex = new Map(); // grantId -> Set of keys
@@ -118,6 +129,107 @@ class MapAdapter {
     for (const key of grantIndex.get(grantId) ?? []) storage.delete(key);
     grantIndex.delete(grantId);
   }
+}
+
+// --- adapter "sqlite": persisted in SQLite, as authgate's store is (issue 2) ---
+//
+// Shaped like the SQL adapters oidc-provider's examples describe: one table
+// keyed by (model, id), the payload serialized as JSON text, the columns the
+// lookups need (grantId, uid, userCode) indexed, an expiry column. better-sqlite3
+// is synchronous: every call is one statement in its own transaction, committed
+// (WAL, synchronous=NORMAL) before it returns. Expired rows are not found; nothing
+// purges them (a test's or a benchmark's database is thrown away).
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS oidc_payload (
+    model     TEXT NOT NULL,
+    id        TEXT NOT NULL,
+    payload   TEXT NOT NULL,   -- JSON
+    grantId   TEXT,
+    uid       TEXT,
+    userCode  TEXT,
+    expiresAt INTEGER,         -- epoch milliseconds; NULL: never
+    PRIMARY KEY (model, id)
+  );
+  CREATE INDEX IF NOT EXISTS oidc_payload_grant ON oidc_payload (grantId) WHERE grantId IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS oidc_payload_uid ON oidc_payload (uid) WHERE uid IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS oidc_payload_user_code ON oidc_payload (userCode) WHERE userCode IS NOT NULL;
+`;
+
+const LIVE = '(expiresAt IS NULL OR expiresAt > ?)';
+
+async function sqliteAdapter(path) {
+  const { default: Database } = await import('better-sqlite3');
+  const tempDir = path ? undefined : mkdtempSync(join(tmpdir(), 'oidc-peer-sqlite-'));
+  const db = new Database(path ?? join(tempDir, 'oidc-provider.db'));
+  process.on('exit', () => {
+    db.close();
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  });
+  if (db.pragma('journal_mode = WAL', { simple: true }) !== 'wal') {
+    throw new Error(`${db.name}: journal_mode=WAL refused`);
+  }
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.exec(SCHEMA);
+
+  const select = (where) => db.prepare(
+    `SELECT payload FROM oidc_payload WHERE model = ? AND ${where} = ? AND ${LIVE}`,
+  ).pluck();
+  const sql = {
+    upsert: db.prepare(`
+      INSERT INTO oidc_payload (model, id, payload, grantId, uid, userCode, expiresAt)
+      VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (model, id) DO UPDATE SET
+        payload = excluded.payload, grantId = excluded.grantId, uid = excluded.uid,
+        userCode = excluded.userCode, expiresAt = excluded.expiresAt`),
+    find: select('id'),
+    findByUid: select('uid'),
+    findByUserCode: select('userCode'),
+    // CAST: better-sqlite3 binds a JS number as a REAL, which json_set would write as 1796000000.0
+    consume: db.prepare(`UPDATE oidc_payload SET payload = json_set(payload, '$.consumed',
+      CAST(? AS INTEGER)) WHERE model = ? AND id = ?`),
+    destroy: db.prepare('DELETE FROM oidc_payload WHERE model = ? AND id = ?'),
+    // oidc-provider calls this once per grant-bound model (helpers/revoke.js).
+    revokeByGrantId: db.prepare('DELETE FROM oidc_payload WHERE model = ? AND grantId = ?'),
+  };
+  const parsed = (text) => (text === undefined ? undefined : JSON.parse(text));
+
+  return class SqliteAdapter {
+    constructor(model) {
+      this.model = model;
+    }
+
+    async upsert(id, payload, expiresIn) {
+      const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : null;
+      sql.upsert.run(this.model, id, JSON.stringify(payload), payload.grantId ?? null,
+        payload.uid ?? null, payload.userCode ?? null, expiresAt);
+    }
+
+    async find(id) {
+      return parsed(sql.find.get(this.model, id, Date.now()));
+    }
+
+    async findByUid(uid) {
+      return parsed(sql.findByUid.get(this.model, uid, Date.now()));
+    }
+
+    async findByUserCode(userCode) {
+      return parsed(sql.findByUserCode.get(this.model, userCode, Date.now()));
+    }
+
+    async consume(id) {
+      sql.consume.run(epoch(), this.model, id);
+    }
+
+    async destroy(id) {
+      sql.destroy.run(this.model, id);
+    }
+
+    async revokeByGrantId(grantId) {
+      sql.revokeByGrantId.run(this.model, grantId);
+    }
+  };
 }
 
 // --- keys, accounts, clients ------------------------------------------------
@@ -212,7 +324,20 @@ const providerConfig = {
   },
 };
 if (rotate !== 'default') providerConfig.rotateRefreshToken = Boolean(rotate);
-if ((config.adapter ?? 'map') === 'map') providerConfig.adapter = MapAdapter;
+const adapter = config.adapter ?? 'map';
+if (adapter === 'map') {
+  providerConfig.adapter = MapAdapter;
+} else if (adapter === 'sqlite') {
+  try {
+    providerConfig.adapter = await sqliteAdapter(config.sqlitePath);
+  } catch (err) {
+    console.error(`oidc-provider peer: cannot open the SQLite adapter: ${err.stack ?? err}`);
+    process.exit(2);
+  }
+} else if (adapter !== 'lru') {
+  console.error(`oidc-provider peer: unknown adapter ${JSON.stringify(adapter)} (map, sqlite, lru)`);
+  process.exit(2);
+}
 
 // --- test API: refresh tokens without a login ---------------------------------
 
