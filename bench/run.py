@@ -112,7 +112,8 @@ def refresh(token_path: str) -> Callable[[Any], RequestSpec]:
 class Case:
     name: str
     server: str
-    """``in-process``, or a server: ``bare``, ``oidc-provider``, ``authgate``."""
+    """``in-process``, or a server (``SERVERS``): ``bare``, ``oidc-provider`` (Map adapter),
+    ``oidc-provider-sqlite``, ``authgate``, ``gateway``."""
     request: Callable[[Any], RequestSpec] | None = None
     pooled: bool = False
     """Each request carries a fresh refresh token from ``server.mint(n)``."""
@@ -143,15 +144,20 @@ CASES: list[Case] = [
     Case("oidc-provider introspection", "oidc-provider",
          introspection("/token", "/token/introspection"), refs=("bare POST /form",),
          note="opaque token"),
-    Case("oidc-provider refresh_token", "oidc-provider", refresh("/token"), pooled=True,
-         refs=("bare POST /form",), note="rotating, ES256 id_token"),
+    Case("oidc-provider refresh_token (Map adapter)", "oidc-provider", refresh("/token"),
+         pooled=True, refs=("bare POST /form",), note="rotating, ES256 id_token"),
+    Case("oidc-provider refresh_token (SQLite adapter)", "oidc-provider-sqlite", refresh("/token"),
+         pooled=True, refs=("bare POST /form",),
+         note="rotating, ES256 id_token, persisted: WAL, synchronous=NORMAL"),
     Case("authgate client_credentials", "authgate", client_credentials("/.auth/oauth2/token"),
          refs=("oidc-provider client_credentials", "bare POST /form")),
     Case("authgate introspection", "authgate",
          introspection("/.auth/oauth2/token", "/.auth/oauth2/introspect"),
          refs=("oidc-provider introspection", "bare POST /form")),
     Case("authgate refresh_token", "authgate", refresh("/.auth/oauth2/token"), pooled=True,
-         refs=("oidc-provider refresh_token", "bare POST /form"), note="rotating, SQLite"),
+         refs=("oidc-provider refresh_token (Map adapter)",
+               "oidc-provider refresh_token (SQLite adapter)", "bare POST /form"),
+         note="rotating, SQLite"),
     Case("gateway GET, cookie", "gateway", lambda s: RequestSpec("GET", "/json", {"Cookie": s.cookie}),
          refs=("bare GET /json",), note="proxied to the bare app"),
     Case("gateway GET, session token", "gateway",
@@ -171,6 +177,7 @@ CASES: list[Case] = [
 SERVERS: dict[str, Callable[[], servers.Server]] = {
     "bare": servers.Bare,
     "oidc-provider": servers.OidcProvider,
+    "oidc-provider-sqlite": lambda: servers.OidcProvider("sqlite"),
     "authgate": lambda: servers.Authgate(mint_refresh_tokens),
     "gateway": servers.Gateway,
 }
@@ -303,14 +310,15 @@ def _ms(v: float | None) -> str:
 
 
 def table(cases: list[Case], results: dict[str, Outcome]) -> str:
-    lines = [f"{'case':<36} {'rate':>12} {'p50':>10} {'p99':>10} {'errors':>7}  "
+    w = max([36, *(len(c.name) for c in cases)])
+    lines = [f"{'case':<{w}} {'rate':>12} {'p50':>10} {'p99':>10} {'errors':>7}  "
              "vs same-run reference"]
     for c in cases:
         r = results.get(c.name)
         if r is None:
             continue
         if r.failure:
-            lines.append(f"{c.name:<36} FAILED: {r.failure.splitlines()[0][:200]}")
+            lines.append(f"{c.name:<{w}} FAILED: {r.failure.splitlines()[0][:200]}")
             continue
         unit = "ops/s" if c.server == "in-process" else "/s"
         ratios = [f"{r.rate / results[ref].rate:.2f}x {ref}" for ref in c.refs
@@ -320,13 +328,13 @@ def table(cases: list[Case], results: dict[str, Outcome]) -> str:
             ratios.insert(0, f"p50 +{r.p50_ms - base.p50_ms:.2f} ms over {c.added_to}")
         notes = "; ".join(ratios + ([f"({c.note})"] if c.note else []))
         errors = "-" if c.server == "in-process" else f"{r.errors:,}"
-        lines.append(f"{c.name:<36} {f'{r.rate:,.0f}{unit}':>12} {_ms(r.p50_ms):>10} "
+        lines.append(f"{c.name:<{w}} {f'{r.rate:,.0f}{unit}':>12} {_ms(r.p50_ms):>10} "
                      f"{_ms(r.p99_ms):>10} {errors:>7}  {notes}")
         if r.errors:
-            lines.append(f"{'':<36} ! {r.errors:,} of {r.requests:,} requests failed: "
+            lines.append(f"{'':<{w}} ! {r.errors:,} of {r.requests:,} requests failed: "
                          "the rate includes error responses")
         if r.detail:
-            lines.append(f"{'':<36}   {r.detail}")
+            lines.append(f"{'':<{w}}   {r.detail}")
     return "\n".join(lines)
 
 
@@ -372,8 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     if args.list:
+        width = max(len(c.server) for c in CASES)
         for c in CASES:
-            print(f"{c.server:<14} {c.name}")
+            print(f"{c.server:<{width}}  {c.name}")
         return 0
     if args.loadgen == "auto":
         args.loadgen = "wrk" if load.have_wrk() else "python"

@@ -1,7 +1,8 @@
 """Servers under test: started pinned to the server core, loopback only, reaped after.
 
 * ``bare``: bench/bare_app.py under uvicorn (uvloop + httptools, one worker).
-* ``oidc-provider``: the npm reference server (tests/peers/oidc_provider.py).
+* ``oidc-provider``: the npm reference server (tests/peers/oidc_provider.py), on the
+  peer's Map adapter or its SQLite one.
 * ``authgate``: ``authgate serve`` on a throw-away data directory.
 """
 
@@ -126,14 +127,24 @@ class Bare(Process):
 
 
 class OidcProvider(Server):
-    """npm oidc-provider with a plain Map adapter and rotating refresh tokens."""
+    """npm oidc-provider with rotating refresh tokens, on one of the peer's adapters.
+
+    ``map``: live payload objects in a Map, nothing serialized or persisted.
+    ``sqlite``: every model persisted in a SQLite file (WAL, synchronous=NORMAL, as
+    authgate's store), in a temporary directory that ``stop`` removes.
+    """
 
     name = "oidc-provider"
     CC = ("bench-cc", "cc-" + "s" * 40)
     RP = ("bench-rp", "rp-" + "s" * 40)
+    ADAPTERS = ("map", "sqlite")
 
-    def __init__(self) -> None:
+    def __init__(self, adapter: str = "map") -> None:
+        if adapter not in self.ADAPTERS:
+            raise ValueError(f"adapter {adapter!r}: one of {', '.join(self.ADAPTERS)}")
+        self.adapter = adapter
         self.peer: peer.Peer | None = None
+        self.data: Path | None = None
 
     def start(self, cpu: int | None) -> None:
         config: dict[str, Any] = {
@@ -142,11 +153,14 @@ class OidcProvider(Server):
                 peer.client(*self.RP, redirect_uris=["http://127.0.0.1:9/cb"]),
             ],
             "scopes": ["api:read"],
-            "adapter": "map",
+            "adapter": self.adapter,
             "rotateRefreshToken": True,
             "idTokenSigningAlg": "ES256",
             "testApi": True,
         }
+        if self.adapter == "sqlite":
+            self.data = Path(tempfile.mkdtemp(prefix="authgate-bench-oidc-sqlite-"))
+            config["sqlitePath"] = str(self.data / "oidc-provider.db")
         self.peer = peer.start(config, cpu=cpu)
         self.base_url = self.peer.issuer
 
@@ -154,6 +168,9 @@ class OidcProvider(Server):
         if self.peer is not None:
             peer.stop(self.peer)
         self.peer = None
+        if self.data is not None:
+            shutil.rmtree(self.data, ignore_errors=True)
+        self.data = None
 
     def mint(self, n: int) -> list[str]:
         return peer.mint_refresh_tokens(self.base_url, self.RP[0], n)
