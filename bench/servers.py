@@ -131,7 +131,7 @@ class OidcProvider(Server):
 
     ``map``: live payload objects in a Map, nothing serialized or persisted.
     ``sqlite``: every model persisted in a SQLite file (WAL, synchronous=NORMAL, as
-    authgate's store), in a temporary directory that ``stop`` removes.
+    authgate's store), the peer's default: a temporary file it removes when stopped.
     """
 
     name = "oidc-provider"
@@ -144,7 +144,6 @@ class OidcProvider(Server):
             raise ValueError(f"adapter {adapter!r}: one of {', '.join(self.ADAPTERS)}")
         self.adapter = adapter
         self.peer: peer.Peer | None = None
-        self.data: Path | None = None
 
     def start(self, cpu: int | None) -> None:
         config: dict[str, Any] = {
@@ -158,9 +157,6 @@ class OidcProvider(Server):
             "idTokenSigningAlg": "ES256",
             "testApi": True,
         }
-        if self.adapter == "sqlite":
-            self.data = Path(tempfile.mkdtemp(prefix="authgate-bench-oidc-sqlite-"))
-            config["sqlitePath"] = str(self.data / "oidc-provider.db")
         self.peer = peer.start(config, cpu=cpu)
         self.base_url = self.peer.issuer
 
@@ -168,9 +164,6 @@ class OidcProvider(Server):
         if self.peer is not None:
             peer.stop(self.peer)
         self.peer = None
-        if self.data is not None:
-            shutil.rmtree(self.data, ignore_errors=True)
-        self.data = None
 
     def mint(self, n: int) -> list[str]:
         return peer.mint_refresh_tokens(self.base_url, self.RP[0], n)
